@@ -1,0 +1,197 @@
+"""The typed shape of every config file, with a line of help on every field.
+
+Each top-level class is one TOML file in config/ (its `FILE` names it); each nested class
+is one table in it. Defaults here are what a missing key means; the shipped TOML files
+spell the same values out so a person can see and edit them.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, is_dataclass
+
+
+def setting(default, help: str):  # noqa: A002 - "help" reads best in the schema
+    """A config field with its help text (shown in `--help` texts and in errors)."""
+    if isinstance(default, (list, dict)) or is_dataclass(default):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+# ---------------------------------------------------------------- inference_config.toml
+
+
+@dataclass
+class ModelPaths:
+    educator: str = setting("", "GGUF file for the Educator; empty means the starter model")
+    poet: str = setting("", "GGUF file for the Poet; empty means the starter model")
+    starter: str = setting(
+        "models/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "where set-up places the starter model (relative to the project folder)",
+    )
+
+
+@dataclass
+class Runtime:
+    n_ctx: int = setting(4096, "context window in tokens, per role")
+    n_threads: int = setting(0, "CPU threads for llama.cpp; 0 means all cores")
+    n_batch: int = setting(512, "prompt tokens evaluated per llama.cpp batch")
+    n_gpu_layers: int = setting(-1, "layers offloaded to Metal/CUDA; -1 means all, 0 none")
+    seed: int = setting(42, "sampling seed, so a run can be repeated")
+
+
+@dataclass
+class Sampling:
+    temperature: float = setting(0.8, "sampling temperature; 0 is greedy")
+    top_p: float = setting(0.95, "nucleus sampling threshold")
+    top_k: int = setting(40, "sample among the k most likely tokens; 0 disables")
+    min_p: float = setting(0.05, "drop tokens below this share of the top token's probability")
+    repeat_penalty: float = setting(1.1, "penalty on recently used tokens; 1.0 disables")
+
+
+@dataclass
+class RoleSampling:
+    educator: Sampling = setting(
+        Sampling(temperature=0.6), "sampling for the Educator (critiques, briefs, answers)"
+    )
+    poet: Sampling = setting(Sampling(temperature=0.9), "sampling for the Poet (drafts, revisions)")
+
+
+@dataclass
+class MaxTokens:
+    brief: int = setting(200, "longest brief the Educator may write")
+    draft: int = setting(320, "longest poem the Poet may write")
+    critique: int = setting(450, "longest critique the Educator may write")
+    answer: int = setting(450, "longest answer to a craft question")
+
+
+@dataclass
+class SessionDefaults:
+    rounds: int = setting(2, "critique/revise rounds when --rounds is not given")
+
+
+@dataclass
+class InferenceConfig:
+    FILE = "inference_config"
+    models: ModelPaths = setting(ModelPaths(), "which GGUF serves which role")
+    runtime: Runtime = setting(Runtime(), "llama.cpp settings shared by both roles")
+    sampling: RoleSampling = setting(RoleSampling(), "sampling per role")
+    max_tokens: MaxTokens = setting(MaxTokens(), "generation length limits per step")
+    session: SessionDefaults = setting(SessionDefaults(), "defaults of the workshop loop")
+
+
+# ------------------------------------------------- educator_training / poet_training.toml
+
+
+@dataclass
+class TrainingRun:
+    base_model: str = setting(
+        "meta-llama/Llama-3.1-8B-Instruct",
+        "Hugging Face causal LM with a chat template, or a local GGUF path",
+    )
+    num_epochs: int = setting(4, "passes over the training set")
+    max_seq: int = setting(1024, "longest example in tokens; longer ones are dropped by prepare")
+    learning_rate: float = setting(2e-4, "peak learning rate")
+    batch_size: int = setting(4, "examples per device step")
+    gradient_accumulation: int = setting(4, "device steps per optimiser step")
+    warmup_ratio: float = setting(0.03, "share of steps spent warming up the learning rate")
+    checkpoint_steps: int = setting(50, "save a checkpoint every N optimiser steps")
+    seed: int = setting(42, "training seed")
+
+
+@dataclass
+class LoraSettings:
+    r: int = setting(64, "LoRA rank")
+    alpha: int = setting(128, "LoRA alpha")
+    dropout: float = setting(0.05, "LoRA dropout")
+    target_modules: list[str] = setting(
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        "module names the adapter attaches to",
+    )
+
+
+@dataclass
+class QuantSettings:
+    load_in_4bit: bool = setting(True, "QLoRA: load the base in 4 bits on CUDA")
+    quant_type: str = setting("nf4", "bitsandbytes 4-bit type")
+
+
+@dataclass
+class TrainingData:
+    train: str = setting("", "training set (JSONL of {messages})")
+    valid: str = setting("", "validation set (JSONL of {messages})")
+
+
+@dataclass
+class TrainingConfig:
+    FILE = "training"  # instantiated as educator_training and poet_training
+    training: TrainingRun = setting(TrainingRun(), "the run")
+    lora: LoraSettings = setting(LoraSettings(), "the adapter")
+    quantization: QuantSettings = setting(QuantSettings(), "4-bit loading on CUDA")
+    data: TrainingData = setting(TrainingData(), "where prepare writes the sets")
+
+
+# ------------------------------------------------------------------ export_pipeline.toml
+
+
+@dataclass
+class ExportSettings:
+    quantization: str = setting("Q4_K_M", "llama.cpp quantization type of the published GGUF")
+    converter_version: str = setting(
+        "0.3.36", "llama-cpp-python release whose convert_hf_to_gguf.py is used"
+    )
+    output_dir: str = setting("models", "where exported GGUF files and manifests go")
+
+
+@dataclass
+class ModalSettings:
+    gpu: str = setting("A100-80GB", "GPU type for training")
+    gpu_fallbacks: list[str] = setting(["H100", "A100-40GB"], "tried in order when gpu is busy")
+    timeout_s: int = setting(6 * 3600, "limit for one training attempt")
+    retries: int = setting(2, "attempts after a preemption or failure (resume from checkpoint)")
+    data_volume: str = setting("poetry-data", "volume holding the training sets")
+    checkpoint_volume: str = setting("poetry-checkpoints", "volume holding checkpoints")
+    gguf_volume: str = setting("poetry-gguf", "volume holding exported GGUF files")
+    hf_secret: str = setting("huggingface-secret", "Modal secret with HF_TOKEN")
+
+
+@dataclass
+class ExportPipelineConfig:
+    FILE = "export_pipeline"
+    export: ExportSettings = setting(ExportSettings(), "GGUF conversion")
+    modal: ModalSettings = setting(ModalSettings(), "Modal cloud backend")
+
+
+# ----------------------------------------------------------------------- generation.toml
+
+
+@dataclass
+class ClaudeSettings:
+    model: str = setting("claude-sonnet-4-5", "Claude model that writes the teaching data")
+    max_tokens: int = setting(2048, "longest response per call")
+    concurrency: int = setting(8, "requests in flight")
+    temperature: float | None = setting(None, "sent only when set; newer models may refuse it")
+    top_p: float | None = setting(None, "sent only when set")
+    max_retries: int = setting(4, "retries of a retryable failure before recording it failed")
+
+
+@dataclass
+class Price:
+    input_per_mtok: float = setting(0.0, "dollars per million input tokens")
+    output_per_mtok: float = setting(0.0, "dollars per million output tokens")
+    cache_write_per_mtok: float = setting(0.0, "dollars per million cache-write tokens")
+    cache_read_per_mtok: float = setting(0.0, "dollars per million cache-read tokens")
+
+
+@dataclass
+class PriceTable:
+    as_of: str = setting("", "date the prices were read (YYYY-MM-DD)")
+    models: dict[str, Price] = setting({}, "price per model id")
+
+
+@dataclass
+class GenerationConfig:
+    FILE = "generation"
+    claude: ClaudeSettings = setting(ClaudeSettings(), "the Claude client")
+    prices: PriceTable = setting(PriceTable(), "dated price table for the cost ledger")
+    limits: dict[str, int] = setting({}, "default --limit per task")

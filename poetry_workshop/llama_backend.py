@@ -1,0 +1,238 @@
+"""A role's model on llama.cpp: load lazily, render the GGUF's own chat template, stream.
+
+Why each choice:
+- The prompt is rendered from the template stored in the GGUF (never llama-cpp-python's
+  silent llama-2 fallback) and tokenized here, so the engine knows the exact prompt tokens
+  and can report how many of them the KV cache already held.
+- llama-cpp-python reuses the KV cache for the longest token prefix shared with the previous
+  call on the same object; conversations only ever append, so round k evaluates only the
+  new turn.
+- Control tokens (end of turn, role headers) are rendered as empty text by the detokenizer,
+  so generation stops on their token ids, and on their literal text as a second guard.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from poetry_workshop.config_schema import Runtime, Sampling
+from poetry_workshop.errors import GenerationError, ModelFileError
+from poetry_workshop.gguf_file import GGUFInfo, read_gguf, require_chat_template
+from poetry_workshop.inference_thread import InferenceThread
+
+
+@dataclass
+class GenerationStats:
+    """What one call cost: the figures the engine reports per call."""
+
+    prompt_tokens: int
+    evaluated_tokens: int  # prompt tokens not already in the KV cache
+    generated_tokens: int
+    seconds: float
+    finish_reason: str  # "stop" (end of turn), "length" (max_tokens), "cancelled"
+    dropped_rounds: int = 0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.generated_tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class Completion:
+    text: str  # exactly what was generated, stop tokens excluded
+    stats: GenerationStats
+
+
+def _reused_prefix(cached: Sequence[int], tokens: Sequence[int]) -> int:
+    """How many prompt tokens llama-cpp-python will take from its KV cache (its own rule)."""
+    n = 0
+    for a, b in zip(cached, tokens):
+        if a != b:
+            break
+        n += 1
+    return n - 1 if n == len(tokens) and n > 0 else n
+
+
+class LlamaBackend:
+    """One GGUF file, one `Llama` object, used only on the shared inference thread."""
+
+    def __init__(self, path: Path, runtime: Runtime, thread: InferenceThread):
+        self.path = Path(path)
+        self.info: GGUFInfo = read_gguf(self.path)  # fails fast, before any load
+        self.template = require_chat_template(self.info)
+        self.runtime = runtime
+        self._thread = thread
+        self._llm = None
+        self._formatter = None
+        self._stop_ids: set[int] = set()
+        self.stop_texts: list[str] = []
+
+    # -------------------------------------------------------------- on the inference thread
+    def _ensure_loaded(self):
+        if self._llm is not None:
+            return self._llm
+        from llama_cpp import Llama
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        threads = self.runtime.n_threads or os.cpu_count() or 1
+        try:
+            llm = Llama(
+                model_path=str(self.path),
+                n_ctx=self.runtime.n_ctx,
+                n_threads=threads,
+                n_threads_batch=threads,
+                n_batch=self.runtime.n_batch,
+                n_gpu_layers=self.runtime.n_gpu_layers,
+                seed=self.runtime.seed,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise ModelFileError(
+                f"{self.path}: llama.cpp could not load the model ({exc}); the file may be "
+                "truncated or corrupt: download or export it again"
+            ) from None
+        eos_text = self._piece(llm, llm.token_eos())
+        bos_text = self._piece(llm, llm.token_bos()) if llm.token_bos() >= 0 else ""
+        self._formatter = Jinja2ChatFormatter(self.template, eos_token=eos_text, bos_token=bos_text)
+        self._stop_ids, self.stop_texts = self._turn_markers(llm)
+        self._bos_text = bos_text
+        self._llm = llm
+        return llm
+
+    @staticmethod
+    def _piece(llm, token: int) -> str:
+        return llm.detokenize([token], special=True).decode("utf-8", errors="ignore")
+
+    def _turn_markers(self, llm) -> tuple[set[int], list[str]]:
+        """Control tokens that end a turn or start a role header.
+
+        End-of-generation tokens always; other control tokens when their text appears in the
+        chat template (that is what a role header or turn separator is)."""
+        import llama_cpp
+
+        vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        ids: set[int] = set()
+        texts: set[str] = set()
+        for token in range(llm.n_vocab()):
+            attr = llama_cpp.llama_vocab_get_attr(vocab, token)
+            if llama_cpp.llama_vocab_is_eog(vocab, token):
+                ids.add(token)
+                piece = self._piece(llm, token)
+                if piece:
+                    texts.add(piece)
+            elif attr & llama_cpp.LLAMA_TOKEN_ATTR_CONTROL:
+                piece = self._piece(llm, token)
+                if piece and piece in self.template:
+                    ids.add(token)
+                    texts.add(piece)
+        return ids, sorted(texts)
+
+    def _render(self, messages: list[dict[str, str]]) -> list[int]:
+        llm = self._ensure_loaded()
+        try:
+            prompt = self._formatter(messages=messages).prompt
+        except Exception as exc:  # a template's raise_exception or a Jinja error
+            raise GenerationError(f"{self.path}: its chat template refused the conversation ({exc})")
+        has_bos = bool(self._bos_text) and prompt.startswith(self._bos_text)
+        return llm.tokenize(prompt.encode("utf-8"), add_bos=not has_bos, special=True)
+
+    # ------------------------------------------------------------------- from any thread
+    @property
+    def n_ctx(self) -> int:
+        return self.runtime.n_ctx
+
+    def load(self) -> None:
+        self._thread.call(self._ensure_loaded)
+
+    def count_tokens(self, messages: list[dict[str, str]]) -> int:
+        return self._thread.call(lambda: len(self._render(messages)))
+
+    def generate(
+        self,
+        messages: list[dict[str, str]],
+        max_tokens: int,
+        sampling: Sampling,
+        on_text: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Completion:
+        """Stream a reply to `messages`; `on_text` gets each chunk on the caller's thread.
+
+        Cancel takes effect within one token: the producer checks the event after each one.
+        """
+
+        def produce(emit) -> GenerationStats:
+            llm = self._ensure_loaded()
+            tokens = self._render(messages)
+            reused = _reused_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
+            sampled = 0
+            hit_stop_id = False
+
+            def stop_on_marker(input_ids, logits) -> bool:
+                # Called once per sampled token, before its text is emitted.
+                nonlocal sampled, hit_stop_id
+                sampled += 1
+                if int(input_ids[-1]) in self._stop_ids:
+                    hit_stop_id = True
+                    return True
+                return cancel is not None and cancel.is_set()
+
+            from llama_cpp import StoppingCriteriaList
+
+            started = time.perf_counter()
+            finish = "length"
+            stream = llm.create_completion(
+                prompt=tokens,
+                max_tokens=max_tokens,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                top_k=sampling.top_k,
+                min_p=sampling.min_p,
+                repeat_penalty=sampling.repeat_penalty,
+                seed=self.runtime.seed,
+                stop=self.stop_texts,
+                stopping_criteria=StoppingCriteriaList([stop_on_marker]),
+                stream=True,
+            )
+            try:
+                for chunk in stream:
+                    choice = chunk["choices"][0]
+                    if choice["text"]:
+                        emit(choice["text"])
+                    if choice.get("finish_reason"):
+                        finish = choice["finish_reason"]
+                    if cancel is not None and cancel.is_set():
+                        break
+            finally:
+                stream.close()
+            if cancel is not None and cancel.is_set() and not hit_stop_id:
+                finish = "cancelled"
+            generated = min(sampled - 1 if hit_stop_id else sampled, max_tokens)
+            return GenerationStats(
+                prompt_tokens=len(tokens),
+                evaluated_tokens=len(tokens) - reused,
+                generated_tokens=max(generated, 0),
+                seconds=time.perf_counter() - started,
+                finish_reason=finish,
+            )
+
+        parts: list[str] = []
+        for item in self._thread.stream(produce):
+            if isinstance(item, GenerationStats):
+                return Completion(text="".join(parts), stats=item)
+            parts.append(item)
+            if on_text is not None:
+                on_text(item)
+        raise GenerationError(f"{self.path}: generation ended without a result")
+
+    def close(self) -> None:
+        def free():
+            if self._llm is not None:
+                self._llm.close()
+                self._llm = None
+
+        self._thread.call(free)

@@ -1,0 +1,61 @@
+"""Every path the workshop reads or writes, from one place.
+
+Two roots: the project folder (config/, persona/, models/, data/ — shipped with the
+source tree) and the user folder (the session database and the user's own config).
+`POETRY_WORKSHOP_HOME` relocates the user folder, which is how tests keep away from a
+person's real files; `POETRY_WORKSHOP_ROOT` points at another project folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+HOME_ENV = "POETRY_WORKSHOP_HOME"
+ROOT_ENV = "POETRY_WORKSHOP_ROOT"
+
+
+def project_root() -> Path:
+    override = os.environ.get(ROOT_ENV)
+    if override:
+        return Path(override).expanduser().resolve()
+    return Path(__file__).resolve().parent.parent
+
+
+def config_dir() -> Path:
+    return project_root() / "config"
+
+
+def persona_dir() -> Path:
+    return project_root() / "persona"
+
+
+def models_dir() -> Path:
+    return project_root() / "models"
+
+
+def data_dir() -> Path:
+    return project_root() / "data"
+
+
+def user_dir() -> Path:
+    override = os.environ.get(HOME_ENV)
+    if override:
+        return Path(override).expanduser()
+    return Path(platformdirs.user_data_dir("poetry-workshop", appauthor=False))
+
+
+def user_config_file() -> Path:
+    return user_dir() / "config.toml"
+
+
+def session_db_file() -> Path:
+    return user_dir() / "sessions.db"
+
+
+def resolve_project_path(path: str | Path) -> Path:
+    """Relative paths in config files are relative to the project folder, not the cwd."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else project_root() / p

@@ -1,0 +1,62 @@
+"""What every front end opens before working: settings, model choice, store and engine.
+
+One factory for the command line, the batch runner and (later) the app, so they cannot
+drift apart in how they read config or which model they pick.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from poetry_workshop import locations
+from poetry_workshop.config import Settings, load_settings
+from poetry_workshop.engine import Engine
+from poetry_workshop.model_choice import ModelChoice, choose_models, starter_notice
+from poetry_workshop.persona import load_persona
+from poetry_workshop.session import Event, WorkshopSession
+from poetry_workshop.store import SessionStore
+
+
+@dataclass
+class Studio:
+    settings: Settings
+    choices: dict[str, ModelChoice]
+    store: SessionStore
+    engine: Engine
+
+    @classmethod
+    def open(
+        cls, config: str | Path | None = None, educator: str | None = None, poet: str | None = None,
+        db_path: Path | None = None,
+    ) -> "Studio":
+        settings = load_settings(config)
+        choices = choose_models(settings, educator, poet)
+        persona = load_persona()
+        engine = Engine.from_settings(settings, persona, choices)  # validates both GGUF files
+        try:
+            store = SessionStore.open(db_path or locations.session_db_file())
+        except BaseException:
+            engine.close()
+            raise
+        return cls(settings, choices, store, engine)
+
+    @property
+    def notice(self) -> str | None:
+        return starter_notice(self.choices)
+
+    def start(self, mode: str, text: str, rounds: int | None = None, on_event=None) -> WorkshopSession:
+        return WorkshopSession.start(
+            self.store, self.engine, mode=mode, text=text,
+            rounds=rounds or self.settings.inference.session.rounds,
+            max_tokens=self.settings.inference.max_tokens, on_event=on_event,
+        )
+
+    def resume(self, session_id: str, on_event: "callable[[Event], None] | None" = None) -> WorkshopSession:
+        return WorkshopSession.resume(
+            self.store, self.engine, session_id, self.settings.inference.max_tokens, on_event
+        )
+
+    def close(self) -> None:
+        self.engine.close()
+        self.store.close()
