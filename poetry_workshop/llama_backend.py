@@ -13,6 +13,7 @@ Why each choice:
 
 from __future__ import annotations
 
+import codecs
 import os
 import threading
 import time
@@ -56,6 +57,43 @@ def _reused_prefix(cached: Sequence[int], tokens: Sequence[int]) -> int:
             break
         n += 1
     return n - 1 if n == len(tokens) and n > 0 else n
+
+
+class _StopText:
+    """Emits generated text, holding back any tail that could be the start of a stop text
+    (a role header spelt out in ordinary tokens), and cutting the text where one appears."""
+
+    def __init__(self, stops: list[str], emit: Callable[[str], None]):
+        self.stops = [s for s in stops if s]
+        self.emit = emit
+        self.pending = ""
+
+    def feed(self, piece: str) -> bool:
+        """Add text; True when a stop text was found (the text before it is emitted)."""
+        self.pending += piece
+        hits = [i for i in (self.pending.find(s) for s in self.stops) if i >= 0]
+        if hits:
+            before, self.pending = self.pending[: min(hits)], ""
+            if before:
+                self.emit(before)
+            return True
+        keep = 0
+        for stop in self.stops:
+            for n in range(min(len(stop) - 1, len(self.pending)), keep, -1):
+                if self.pending.endswith(stop[:n]):
+                    keep = n
+                    break
+        ready = self.pending[: len(self.pending) - keep]
+        self.pending = self.pending[len(ready) :]
+        if ready:
+            self.emit(ready)
+        return False
+
+    def finish(self, tail: str = "") -> None:
+        """Emit what was held back (the generation ended without a stop text)."""
+        out, self.pending = self.pending + tail, ""
+        if out:
+            self.emit(out)
 
 
 class LlamaBackend:
@@ -149,8 +187,12 @@ class LlamaBackend:
     def load(self) -> None:
         self._thread.call(self._ensure_loaded)
 
+    def prompt_tokens(self, messages: list[dict[str, str]]) -> list[int]:
+        """The exact tokens a generation for `messages` would evaluate."""
+        return self._thread.call(lambda: self._render(messages))
+
     def count_tokens(self, messages: list[dict[str, str]]) -> int:
-        return self._thread.call(lambda: len(self._render(messages)))
+        return len(self.prompt_tokens(messages))
 
     def generate(
         self,
@@ -169,53 +211,44 @@ class LlamaBackend:
             llm = self._ensure_loaded()
             tokens = self._render(messages)
             reused = _reused_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
-            sampled = 0
-            hit_stop_id = False
-
-            def stop_on_marker(input_ids, logits) -> bool:
-                # Called once per sampled token, before its text is emitted.
-                nonlocal sampled, hit_stop_id
-                sampled += 1
-                if int(input_ids[-1]) in self._stop_ids:
-                    hit_stop_id = True
-                    return True
-                return cancel is not None and cancel.is_set()
-
-            from llama_cpp import StoppingCriteriaList
-
+            llm.set_seed(self.runtime.seed)
             started = time.perf_counter()
+            text = _StopText(self.stop_texts, emit)
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            generated: list[int] = []
             finish = "length"
-            stream = llm.create_completion(
-                prompt=tokens,
-                max_tokens=max_tokens,
-                temperature=sampling.temperature,
+            stream = llm.generate(
+                tokens,
+                temp=sampling.temperature,
                 top_p=sampling.top_p,
                 top_k=sampling.top_k,
                 min_p=sampling.min_p,
                 repeat_penalty=sampling.repeat_penalty,
-                seed=self.runtime.seed,
-                stop=self.stop_texts,
-                stopping_criteria=StoppingCriteriaList([stop_on_marker]),
-                stream=True,
             )
             try:
-                for chunk in stream:
-                    choice = chunk["choices"][0]
-                    if choice["text"]:
-                        emit(choice["text"])
-                    if choice.get("finish_reason"):
-                        finish = choice["finish_reason"]
+                for token in stream:
+                    # Checked before the token is accepted, so a cancel costs at most one token.
                     if cancel is not None and cancel.is_set():
+                        finish = "cancelled"
+                        break
+                    if token in self._stop_ids:
+                        finish = "stop"
+                        break
+                    piece = llm.detokenize([token], prev_tokens=tokens + generated)
+                    generated.append(token)
+                    if text.feed(decoder.decode(piece)):
+                        finish = "stop"
+                        break
+                    if len(generated) >= max_tokens:
                         break
             finally:
                 stream.close()
-            if cancel is not None and cancel.is_set() and not hit_stop_id:
-                finish = "cancelled"
-            generated = min(sampled - 1 if hit_stop_id else sampled, max_tokens)
+            if finish != "stop":
+                text.finish(decoder.decode(b"", final=True))
             return GenerationStats(
                 prompt_tokens=len(tokens),
                 evaluated_tokens=len(tokens) - reused,
-                generated_tokens=max(generated, 0),
+                generated_tokens=len(generated),
                 seconds=time.perf_counter() - started,
                 finish_reason=finish,
             )

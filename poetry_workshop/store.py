@@ -185,9 +185,7 @@ class SessionStore:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
         try:
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            # Read-only checks first: a database we refuse must be left byte for byte as it was.
             check = conn.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
                 raise sqlite3.DatabaseError(f"database disk image is malformed ({check})")
@@ -196,6 +194,9 @@ class SessionStore:
                 raise sqlite3.OperationalError(
                     f"it was written by a newer Poetry Workshop (schema {version}); upgrade the workshop"
                 )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA synchronous=NORMAL")
             for number in range(version, len(MIGRATIONS)):
                 conn.execute("BEGIN IMMEDIATE")
                 for statement in MIGRATIONS[number].split(";"):

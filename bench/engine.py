@@ -1,0 +1,160 @@
+"""Benchmark of the engine on the starter model (a benchmark, not a test: it prints figures).
+
+1. Engine tokens/s ÷ raw llama-cpp-python tokens/s for the same prompt tokens, seed and
+   length, runs interleaved in this one process so machine noise hits both alike. The raw
+   baselines are llama-cpp-python's own streaming API (`create_completion(stream=True)`)
+   and, stricter, a bare `Llama.generate` loop that only detokenizes; the goal is judged
+   against the faster of the two.
+2. A 3-round write session: the share of prompt tokens evaluated (not taken from the KV
+   cache) in rounds 2 and 3.
+
+Usage: .venv/bin/python bench/engine.py [--runs N] [--tokens N]
+Ends with one `goal <name>: <measured> (target <target>) met|missed` line per goal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from poetry_workshop.config import load_settings  # noqa: E402
+from poetry_workshop.config_schema import Sampling  # noqa: E402
+from poetry_workshop.engine import Engine, RoleChat  # noqa: E402
+from poetry_workshop.model_choice import choose_models  # noqa: E402
+from poetry_workshop.persona import load_persona  # noqa: E402
+from poetry_workshop.session import WorkshopSession  # noqa: E402
+from poetry_workshop.store import SessionStore  # noqa: E402
+
+BRIEF = (
+    "Brief:\nForm: free verse. Length: 12 lines. Speaker: a night-shift baker. Anchor: the first "
+    "tray of bread at 4 a.m. Register: plain, exact. Constraint: no rhyme. Avoid: abstractions.\n\n"
+    "Write the poem. Output only the poem."
+)
+REQUEST = "a poem about the tide going out at night"
+
+
+def speed_ratio(settings, persona, choices, runs: int, max_tokens: int) -> dict[str, float]:
+    from llama_cpp import Llama
+
+    runtime = settings.inference.runtime
+    # Greedy-free but fixed sampling; a high min length is not forced, so both sides must
+    # produce the same tokens for the comparison to be fair (checked below).
+    sampling = Sampling(temperature=0.8, top_p=0.95, top_k=40, min_p=0.05, repeat_penalty=1.1)
+    engine = Engine.from_settings(settings, persona, choices)
+    backend = engine.poet.backend
+    raw = Llama(
+        model_path=str(choices["poet"].path), n_ctx=runtime.n_ctx, n_threads=backend.runtime.n_threads or None,
+        n_threads_batch=backend.runtime.n_threads or None, n_batch=runtime.n_batch,
+        n_gpu_layers=runtime.n_gpu_layers, seed=runtime.seed, verbose=False,
+    )
+    messages = [{"role": "system", "content": persona.poet_system}, {"role": "user", "content": BRIEF}]
+    prompt = backend.prompt_tokens(messages)
+
+    def run_engine():
+        chat = RoleChat("poet", backend, persona.poet_system, sampling)
+        start = time.perf_counter()
+        reply = chat.send(BRIEF, max_tokens)
+        return reply.stats.generated_tokens, time.perf_counter() - start, reply.text
+
+    def run_completion():
+        start = time.perf_counter()
+        parts, n = [], 0
+        for chunk in raw.create_completion(
+            prompt=prompt, max_tokens=max_tokens, temperature=sampling.temperature, top_p=sampling.top_p,
+            top_k=sampling.top_k, min_p=sampling.min_p, repeat_penalty=sampling.repeat_penalty,
+            seed=runtime.seed, stream=True,
+        ):
+            parts.append(chunk["choices"][0]["text"])
+            n += 1
+        return n, time.perf_counter() - start, "".join(parts)
+
+    def run_generate():
+        import llama_cpp
+
+        start = time.perf_counter()
+        raw.set_seed(runtime.seed)
+        out: list[int] = []
+        for token in raw.generate(prompt, temp=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k,
+                                  min_p=sampling.min_p, repeat_penalty=sampling.repeat_penalty):
+            if llama_cpp.llama_vocab_is_eog(raw._model.vocab, token) or len(out) >= max_tokens:
+                break
+            raw.detokenize([token], prev_tokens=prompt + out)
+            out.append(token)
+        return len(out), time.perf_counter() - start, raw.detokenize(out).decode("utf-8", "replace")
+
+    for fn in (run_engine, run_completion, run_generate):
+        fn()  # warm-up: load, first prompt evaluation
+    rates: dict[str, list[float]] = {"engine": [], "create_completion": [], "generate": []}
+    texts: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    for _ in range(runs):
+        for name, fn in (("engine", run_engine), ("create_completion", run_completion), ("generate", run_generate)):
+            n, seconds, text = fn()
+            rates[name].append(n / seconds)
+            texts[name], counts[name] = text, n
+    engine.close()
+    raw.close()
+    same = len({texts[k].strip() for k in texts}) == 1
+    print(f"same prompt ({len(prompt)} tokens), seed {runtime.seed}, up to {max_tokens} tokens; "
+          f"generated {counts}; identical text: {same}")
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    for name, values in rates.items():
+        print(f"  {name:<18} median {med[name]:6.1f} tok/s   runs: " + ", ".join(f"{v:.1f}" for v in values))
+    if not same:
+        print("  warning: outputs differ, so the comparison is not like for like")
+    return med
+
+
+def later_round_share(settings, persona, choices) -> float:
+    engine = Engine.from_settings(settings, persona, choices)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SessionStore.open(Path(tmp) / "bench.db")
+        session = WorkshopSession.start(store, engine, mode="write", text=REQUEST, rounds=3,
+                                        max_tokens=settings.inference.max_tokens)
+        session.run()
+        rows, round_no = [], 1
+        for node in session.path:
+            stats = node.meta.get("stats")
+            if not stats:
+                continue
+            if node.meta["action"] == "revision":
+                round_no += 1
+            rows.append((round_no, node.meta["action"], stats["prompt_tokens"], stats["evaluated_tokens"],
+                         stats["generated_tokens"]))
+        store.close()
+    engine.close()
+    print(f"3-round session ({REQUEST!r}):")
+    for r, action, prompt, evaluated, generated in rows:
+        print(f"  round {r}  {action:<10} prompt {prompt:5d}  evaluated {evaluated:5d}  generated {generated:4d}")
+    later = [row for row in rows if row[0] >= 2]
+    return sum(r[3] for r in later) / sum(r[2] for r in later)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="interleaved runs per side (default 5)")
+    parser.add_argument("--tokens", type=int, default=160, help="max tokens per run (default 160)")
+    args = parser.parse_args()
+    settings = load_settings()
+    persona = load_persona()
+    choices = choose_models(settings)
+    print(f"model: {choices['poet'].path.name}; threads: {settings.inference.runtime.n_threads or 'all'}")
+    med = speed_ratio(settings, persona, choices, args.runs, args.tokens)
+    share = later_round_share(settings, persona, choices)
+    ratio = med["engine"] / max(med["create_completion"], med["generate"])
+    print(f"engine ÷ create_completion: {med['engine'] / med['create_completion']:.2f}; "
+          f"engine ÷ bare generate loop: {med['engine'] / med['generate']:.2f}")
+    print(f"goal engine_speed_ratio: {ratio:.2f} (target >= 0.95) {'met' if ratio >= 0.95 else 'missed'}")
+    print(f"goal later_round_eval_share: {share:.2f} (target <= 0.30) {'met' if share <= 0.30 else 'missed'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,30 @@
+"""The headless core never imports a front end or the heavy pipeline libraries."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+CORE = [
+    "poetry_workshop.cli", "poetry_workshop.batch", "poetry_workshop.session", "poetry_workshop.engine",
+    "poetry_workshop.store", "poetry_workshop.config", "poetry_workshop.studio", "poetry_workshop.pipeline",
+]
+FORBIDDEN = ["textual", "torch", "transformers", "trl", "peft", "anthropic", "modal", "datasets"]
+
+
+def test_core_imports_no_front_end_or_training_stack():
+    code = (
+        "import sys\n"
+        + "".join(f"import {m}\n" for m in CORE)
+        + f"bad = [m for m in {FORBIDDEN!r} if m in sys.modules]\n"
+        + "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_help_needs_no_model_and_explains_the_commands():
+    out = subprocess.run([sys.executable, "-m", "poetry_workshop", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for word in ("--batch", "write", "models", "sessions", "--educator", "--poet", "--config"):
+        assert word in out.stdout
