@@ -133,8 +133,10 @@ def _open_studio(args):
 
 
 def _run_session(args, mode: str, text: str) -> int:
+    from poetry_workshop.session import validate_text
     from poetry_workshop.transcript import to_markdown
 
+    validate_text(text, "request" if mode == "write" else "poem")  # before any model loads
     studio = _open_studio(args)
     session = None
     cancel = threading.Event()

@@ -34,7 +34,7 @@ class ModelPaths:
 @dataclass
 class Runtime:
     n_ctx: int = setting(4096, "context window in tokens, per role")
-    n_threads: int = setting(0, "CPU threads for llama.cpp; 0 means all cores")
+    n_threads: int = setting(0, "CPU threads for llama.cpp; 0 means all cores but one (at most 8)")
     n_batch: int = setting(512, "prompt tokens evaluated per llama.cpp batch")
     n_gpu_layers: int = setting(-1, "layers offloaded to Metal/CUDA; -1 means all, 0 none")
     seed: int = setting(42, "sampling seed, so a run can be repeated")

@@ -115,7 +115,7 @@ class RoleChat:
                 return room, dropped
             raise PromptTooLongError(
                 f"the {self.role}'s prompt is {prompt} tokens and its context holds {n_ctx}; "
-                "shorten the poem or request, or raise [runtime] n_ctx in config/inference_config.toml"
+                "shorten the poem or request, or raise n_ctx in [inference_config.runtime] of your config"
             )
 
 

@@ -49,6 +49,13 @@ class Completion:
     stats: GenerationStats
 
 
+def auto_threads() -> int:
+    """All cores but one: llama.cpp's threads spin at each barrier, so when they claim every
+    core any other busy process (the app's own UI, a test runner) can slow generation tenfold
+    (seen on 2 cores: 1 tok/s instead of 50)."""
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
 def _reused_prefix(cached: Sequence[int], tokens: Sequence[int]) -> int:
     """How many prompt tokens llama-cpp-python will take from its KV cache (its own rule)."""
     n = 0
@@ -117,7 +124,7 @@ class LlamaBackend:
         from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        threads = self.runtime.n_threads or os.cpu_count() or 1
+        threads = self.runtime.n_threads or auto_threads()
         try:
             llm = Llama(
                 model_path=str(self.path),

@@ -125,15 +125,6 @@ def no_template_gguf(derived, starter_gguf) -> Path:
     return path
 
 
-@pytest.fixture
-def quick_config(small_config) -> Path:
-    """`small_config` on one llama.cpp thread: on this 2-core machine two threads evaluate
-    prompts several times slower than one (75 s against 12 s for one round)."""
-    small_config.write_text(small_config.read_text(encoding="utf-8")
-                            + "\n[inference_config.runtime]\nn_threads = 1\n", encoding="utf-8")
-    return small_config
-
-
 def _session_id(stderr: str) -> str:
     match = re.search(r"session ([0-9a-f]+) saved", stderr)
     assert match, f"no 'session ... saved' line in stderr:\n{stderr}"
@@ -252,13 +243,13 @@ def test_unreadable_batch_file(tmp_path, kind, fragment, saved_session):
 
 
 # ------------------------------------------------------------ 10-11: session database
-def test_corrupt_session_database_is_moved_aside(workshop_home, quick_config):
+def test_corrupt_session_database_is_moved_aside(workshop_home, small_config):
     workshop_home.mkdir(parents=True, exist_ok=True)
     db = workshop_home / "sessions.db"
     garbage = b"this is not a database" * 100
     db.write_bytes(garbage)
 
-    result = run_cli("write", PROMPT, "--rounds", "1", "--config", str(quick_config))
+    result = run_cli("write", PROMPT, "--rounds", "1", "--config", str(small_config))
     context = f"exit code {result.returncode}\nstderr:\n{result.stderr}"
     assert "Traceback" not in result.stderr, context
     assert result.returncode == 0, context
@@ -341,8 +332,8 @@ def test_config_bad_environment_variable(config_command, saved_session):
 
 
 # --------------------------------------------------------- a saved session survives
-def test_saved_session_survives_a_failing_run(workshop_home, quick_config):
-    first = run_cli("write", PROMPT, "--rounds", "1", "--config", str(quick_config))
+def test_saved_session_survives_a_failing_run(workshop_home, small_config):
+    first = run_cli("write", PROMPT, "--rounds", "1", "--config", str(small_config))
     assert first.returncode == 0, first.stderr
     assert "Traceback" not in first.stderr
     session_id = _session_id(first.stderr)
