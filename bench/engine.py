@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 from poetry_workshop.config import load_settings  # noqa: E402
 from poetry_workshop.config_schema import Sampling  # noqa: E402
 from poetry_workshop.engine import Engine, RoleChat  # noqa: E402
+from poetry_workshop.llama_backend import auto_threads  # noqa: E402
 from poetry_workshop.model_choice import choose_models  # noqa: E402
 from poetry_workshop.persona import load_persona  # noqa: E402
 from poetry_workshop.session import WorkshopSession  # noqa: E402
@@ -50,8 +51,8 @@ def speed_ratio(settings, persona, choices, runs: int, max_tokens: int) -> dict[
     engine = Engine.from_settings(settings, persona, choices)
     backend = engine.poet.backend
     raw = Llama(
-        model_path=str(choices["poet"].path), n_ctx=runtime.n_ctx, n_threads=backend.runtime.n_threads or None,
-        n_threads_batch=backend.runtime.n_threads or None, n_batch=runtime.n_batch,
+        model_path=str(choices["poet"].path), n_ctx=runtime.n_ctx, n_threads=runtime.n_threads or auto_threads(),
+        n_threads_batch=runtime.n_threads or auto_threads(), n_batch=runtime.n_batch,
         n_gpu_layers=runtime.n_gpu_layers, seed=runtime.seed, verbose=False,
     )
     messages = [{"role": "system", "content": persona.poet_system}, {"role": "user", "content": BRIEF}]
@@ -71,8 +72,9 @@ def speed_ratio(settings, persona, choices, runs: int, max_tokens: int) -> dict[
             top_k=sampling.top_k, min_p=sampling.min_p, repeat_penalty=sampling.repeat_penalty,
             seed=runtime.seed, stream=True,
         ):
-            parts.append(chunk["choices"][0]["text"])
-            n += 1
+            choice = chunk["choices"][0]
+            parts.append(choice["text"])
+            n += choice["finish_reason"] is None  # the closing chunk carries no token
         return n, time.perf_counter() - start, "".join(parts)
 
     def run_generate():
@@ -145,7 +147,8 @@ def main() -> int:
     settings = load_settings()
     persona = load_persona()
     choices = choose_models(settings)
-    print(f"model: {choices['poet'].path.name}; threads: {settings.inference.runtime.n_threads or 'all'}")
+    threads = settings.inference.runtime.n_threads or auto_threads()
+    print(f"model: {choices['poet'].path.name}; threads: {threads}")
     med = speed_ratio(settings, persona, choices, args.runs, args.tokens)
     share = later_round_share(settings, persona, choices)
     ratio = med["engine"] / max(med["create_completion"], med["generate"])
