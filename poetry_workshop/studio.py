@@ -6,6 +6,7 @@ drift apart in how they read config or which model they pick.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,14 +46,16 @@ class Studio:
     def notice(self) -> str | None:
         return starter_notice(self.choices)
 
-    def start(self, mode: str, text: str, rounds: int | None = None, on_event=None) -> WorkshopSession:
+    def start(
+        self, mode: str, text: str, rounds: int | None = None, on_event: Callable[[Event], None] | None = None
+    ) -> WorkshopSession:
         return WorkshopSession.start(
             self.store, self.engine, mode=mode, text=text,
             rounds=rounds or self.settings.inference.session.rounds,
             max_tokens=self.settings.inference.max_tokens, on_event=on_event,
         )
 
-    def resume(self, session_id: str, on_event: "callable[[Event], None] | None" = None) -> WorkshopSession:
+    def resume(self, session_id: str, on_event: Callable[[Event], None] | None = None) -> WorkshopSession:
         return WorkshopSession.resume(
             self.store, self.engine, session_id, self.settings.inference.max_tokens, on_event
         )
