@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from poetry_workshop import locations
 from poetry_workshop.config_schema import (
+    AppConfig,
     ExportPipelineConfig,
     GenerationConfig,
     InferenceConfig,
@@ -35,6 +36,7 @@ SCHEMAS: dict[str, type] = {
     "poet_training": TrainingConfig,
     "export_pipeline": ExportPipelineConfig,
     "generation": GenerationConfig,
+    "app": AppConfig,
 }
 
 T = TypeVar("T")
@@ -49,6 +51,7 @@ class Settings:
     poet_training: TrainingConfig
     export: ExportPipelineConfig
     generation: GenerationConfig
+    app: AppConfig
     sources: list[str]
 
 
@@ -223,5 +226,6 @@ def load_settings(
         poet_training=loaded["poet_training"],
         export=loaded["export_pipeline"],
         generation=loaded["generation"],
+        app=loaded["app"],
         sources=sources,
     )

@@ -195,3 +195,20 @@ class GenerationConfig:
     claude: ClaudeSettings = setting(ClaudeSettings(), "the Claude client")
     prices: PriceTable = setting(PriceTable(), "dated price table for the cost ledger")
     limits: dict[str, int] = setting({}, "default --limit per task")
+
+
+# ------------------------------------------------------------------------------ app.toml
+
+
+@dataclass
+class AppSettings:
+    auto_rounds: int = setting(3, "revise/critique rounds the auto action runs unattended")
+    max_paste_chars: int = setting(10_000, "longest poem or request accepted; longer pastes are truncated")
+    export_dir: str = setting("", "where exports go; empty means the current folder")
+
+
+@dataclass
+class AppConfig:
+    FILE = "app"
+    app: AppSettings = setting(AppSettings(), "the Textual app")
+    keys: dict[str, str] = setting({}, "key remapping: binding id = key(s), e.g. revise = \"ctrl+r\"")
