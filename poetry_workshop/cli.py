@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="workshop",
         description="Poetry Workshop: an Educator that critiques and a Poet that writes and "
-        "revises, on local GGUF models.",
+        "revises, on local GGUF models. Without a command, opens the app.",
         epilog="Run `workshop COMMAND --help` for a command's options. Config lives in config/*.toml; "
         f"sessions are stored under {locations.HOME_ENV} (default: the user data folder).",
     )
@@ -275,8 +275,9 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error("--batch runs on its own; drop the subcommand")
             return cmd_batch(args)
         if args.command is None:
-            parser.print_help()
-            return ExitCode.OK
+            from poetry_workshop.tui.app import run_app
+
+            return run_app(args.config, args.educator, args.poet)
         return COMMANDS[args.command](args)
     except WorkshopError as exc:
         print(f"workshop: error: {exc}", file=sys.stderr)

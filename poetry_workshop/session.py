@@ -212,6 +212,21 @@ class WorkshopSession:
                               prompts.revise_request(critique.text, None if known else draft.text),
                               self.max_tokens.draft, cancel)
 
+    def critique_again(self, cancel: threading.Event | None = None) -> Node:
+        """A fresh critique of the current draft, beside the one it already has."""
+        draft = self.current_draft
+        if draft is None:
+            raise WorkshopError("there is no draft to critique yet")
+        if self.record.head_id != draft.id:
+            self.branch(draft.id)
+        return self.critique(cancel)
+
+    def run_rounds(self, rounds: int, cancel: threading.Event | None = None) -> None:
+        """Run `rounds` more revise/critique rounds unattended (the app's auto action)."""
+        if self.record.status == "accepted":
+            raise WorkshopError("this poem is accepted; branch from a draft to keep working")
+        self.run(self.rounds_done + rounds, cancel)
+
     def ask(self, question: str, cancel: threading.Event | None = None) -> Node:
         question = validate_text(question, "question")
         self.store.add_node(self.record.id, self.record.head_id, "question", "person", question)

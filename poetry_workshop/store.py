@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -123,9 +124,40 @@ def _row_to_node(row: sqlite3.Row) -> Node:
     )
 
 
+class _LockedConnection:
+    """The few connection methods the store uses, each under the store's lock."""
+
+    def __init__(self, conn: sqlite3.Connection, lock: threading.RLock):
+        self._conn, self._lock = conn, lock
+
+    def execute(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
+        with self._lock:
+            cursor = self._conn.execute(sql, params)
+            # Fetch inside the lock: rows read later could interleave with another thread.
+            return _Rows(cursor.fetchall())
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class _Rows:
+    def __init__(self, rows: list):
+        self._rows = rows
+
+    def fetchone(self):
+        return self._rows[0] if self._rows else None
+
+    def fetchall(self) -> list:
+        return self._rows
+
+
 class SessionStore:
     def __init__(self, conn: sqlite3.Connection, path: Path, moved_aside: Path | None = None):
-        self._conn = conn
+        # The app reads from its UI thread while a worker writes: one lock keeps each
+        # statement (and each transaction) whole.
+        self._lock = threading.RLock()
+        self._conn = _LockedConnection(conn, self._lock)
         self.path = path
         self.moved_aside = moved_aside  # where a corrupt database went, for the front end to say
 
@@ -266,6 +298,10 @@ class SessionStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
+        with self._lock:
+            yield from self._transaction_body()
+
+    def _transaction_body(self) -> Iterator[None]:
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield

@@ -1,0 +1,98 @@
+"""The Textual app: screens, app-wide keys, the command palette, key remapping.
+
+`create_app` is the one factory for the command line and the tests. The studio (config,
+models, store) is opened and the models loaded before the app starts drawing: llama.cpp
+redirects the process's stdout/stderr while it loads, which would blank a running screen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from textual.app import App, SystemCommand
+from textual.screen import Screen
+
+from poetry_workshop.errors import WorkshopError
+from poetry_workshop.studio import Studio
+from poetry_workshop.tui.help_screen import HelpScreen
+from poetry_workshop.tui.keys import APP_KEYS, WORKSHOP_KEYS, bindings
+from poetry_workshop.tui.start_screen import StartScreen
+from poetry_workshop.tui.workshop_screen import WorkshopScreen
+
+
+class WorkshopApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "Poetry Workshop"
+    BINDINGS = bindings(APP_KEYS)
+
+    def __init__(self, studio: Studio):
+        super().__init__()
+        self.studio = studio
+        self.keymap = dict(studio.settings.app.keys)
+
+    def on_mount(self) -> None:
+        self.set_keymap(self.keymap)
+        self.show_start()
+
+    # ------------------------------------------------------------------ navigation
+    def show_start(self) -> None:
+        screen = StartScreen(self.studio.store.list_sessions(), self.studio.notice,
+                             self.studio.settings.app.app.max_paste_chars)
+        self._switch(screen)
+
+    def _switch(self, screen: Screen) -> None:
+        # Keep the stack shallow: the start screen and one workshop screen at most.
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+        if isinstance(self.screen, (StartScreen, WorkshopScreen)):
+            self.switch_screen(screen)
+        else:
+            self.push_screen(screen)
+
+    def start_session(self, mode: str, text: str) -> None:
+        try:
+            session = self.studio.start(mode, text)
+        except WorkshopError as exc:
+            self.notify(str(exc), title="Cannot start", severity="error")
+            return
+        self._switch(WorkshopScreen(self.studio, session))
+
+    def resume_session(self, session_id: str) -> None:
+        try:
+            session = self.studio.resume(session_id)
+        except WorkshopError as exc:
+            self.notify(str(exc), title="Cannot resume", severity="error")
+            return
+        self._switch(WorkshopScreen(self.studio, session))
+
+    # ------------------------------------------------------------------ app keys
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.keymap))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        if isinstance(screen, WorkshopScreen):
+            for key in WORKSHOP_KEYS:
+                yield SystemCommand(key.label, key.help, getattr(screen, f"action_{key.action}"))
+        yield SystemCommand("Help", "every key and what it does", self.action_help)
+
+
+def create_app(studio: Studio) -> WorkshopApp:
+    return WorkshopApp(studio)
+
+
+def run_app(config=None, educator=None, poet=None) -> int:
+    """Open the studio (loading both models first), then run the app."""
+    import sys
+
+    studio = Studio.open(config, educator, poet)
+    try:
+        if studio.store.moved_aside is not None:
+            print(f"warning: unreadable session database moved to {studio.store.moved_aside}", file=sys.stderr)
+        print("loading the models…", file=sys.stderr)
+        studio.engine.load()
+        create_app(studio).run()
+    finally:
+        studio.close()
+    return 0

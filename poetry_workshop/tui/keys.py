@@ -1,0 +1,46 @@
+"""Every key of the app in one table: id, default key, label, and what it does.
+
+The ids are what `[keys]` in config/app.toml remaps; the footer, the help screen and the
+command palette are all built from this table, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.binding import Binding
+
+
+@dataclass(frozen=True)
+class KeyAction:
+    id: str
+    key: str
+    action: str
+    label: str
+    help: str
+    show: bool = True
+
+
+WORKSHOP_KEYS = [
+    KeyAction("new", "n", "new", "New", "start a new request or workshop another poem"),
+    KeyAction("revise", "r", "revise", "Revise", "the Poet revises from the current critique, then the Educator follows up"),
+    KeyAction("critique", "c", "critique", "Critique", "the Educator critiques the current draft (again)"),
+    KeyAction("edit", "e", "edit", "Edit", "edit the poem yourself; Ctrl+S saves it as a new draft, Esc cancels"),
+    KeyAction("save_edit", "ctrl+s", "save_edit", "Save", "save your edit as a new draft", show=False),
+    KeyAction("ask", "k", "ask", "Ask", "ask the Educator a craft question (answered as a short lesson)"),
+    KeyAction("branch", "b", "branch", "Branch", "continue from the entry selected in the history"),
+    KeyAction("accept", "a", "accept", "Accept", "mark the current draft as the final poem"),
+    KeyAction("stop", "escape", "stop", "Stop", "stop generating (keeps the partial text, marked stopped)"),
+    KeyAction("export", "x", "export", "Export", "export the session to a Markdown file"),
+    KeyAction("copy", "y", "copy", "Copy", "copy the current poem to the clipboard"),
+    KeyAction("auto", "o", "auto", "Auto", "run several revise/critique rounds unattended (Esc stops)"),
+]
+
+APP_KEYS = [
+    KeyAction("help", "f1,question_mark", "help", "Help", "show every key"),
+    KeyAction("quit", "ctrl+q", "quit", "Quit", "quit (the session is already saved)"),
+]
+
+
+def bindings(actions: list[KeyAction]) -> list[Binding]:
+    return [Binding(a.key, a.action, a.label, show=a.show, id=a.id, tooltip=a.help) for a in actions]

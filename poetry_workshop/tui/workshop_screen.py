@@ -1,0 +1,379 @@
+"""The workshop screen: poem, critique and revision-history panes, driven from the keyboard.
+
+Model work runs in one exclusive thread worker at a time; the worker only calls the
+session, whose events come back as messages, so the UI thread never waits on llama.cpp.
+Failures arrive through `on_worker_state_changed` as titled notifications; the session is
+left as it was (the session core rolls a failed step back).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import threading
+import time
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Markdown, Tree
+from textual.worker import Worker, WorkerState
+
+from poetry_workshop.errors import WorkshopError
+from poetry_workshop.quotes import locate_quotes
+from poetry_workshop.session import Notice, StepFinished, StepStarted, TextChunk, WorkshopSession, validate_text
+from poetry_workshop.store import Node
+from poetry_workshop.transcript import to_markdown, write_atomic
+from poetry_workshop.tui.ask_screen import AskScreen
+from poetry_workshop.tui.clipboard import copy_text
+from poetry_workshop.tui.keys import WORKSHOP_KEYS, bindings
+from poetry_workshop.tui.widgets import HistoryTree, PoemArea, StatusBar
+
+MODEL_GROUP = "model"
+_TITLES = {"brief": "Brief", "critique": "Critique", "answer": "Answer", "request": "Request", "question": "Question"}
+
+
+class SessionEvent(Message):
+    """A session event (step started, text chunk, step finished, notice) from the worker."""
+
+    def __init__(self, event) -> None:
+        super().__init__()
+        self.event = event
+
+
+class WorkshopScreen(Screen):
+    BINDINGS = bindings(WORKSHOP_KEYS)
+
+    def __init__(self, studio, session: WorkshopSession):
+        super().__init__()
+        self.studio = studio
+        self.session = session
+        self.session.on_event = lambda event: self.post_message(SessionEvent(event))
+        self.cancel: threading.Event | None = None
+        self.editing = False
+        self._stream = None
+        self._poem_buffer = ""
+        self._chunks = 0
+        self._started = 0.0
+        self._last_speed = 0.0
+        self._role = ""
+
+    # ------------------------------------------------------------------ layout
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="panes"):
+            with Vertical(id="left"):
+                yield PoemArea(id="poem")
+                yield HistoryTree(id="history")
+            with VerticalScroll(id="critique-scroll"):
+                yield Markdown("", id="critique")
+        yield StatusBar(self._models_text(), id="status")
+        yield Footer()
+
+    def _models_text(self) -> str:
+        notice = self.studio.notice
+        if notice:
+            return notice
+        return " · ".join(f"{c.role.capitalize()}: {c.path.name}" for c in self.studio.choices.values())
+
+    def on_mount(self) -> None:
+        self.query_one("#history").border_title = "Revision history"
+        self.query_one("#critique-scroll").border_title = "Critique"
+        self.refresh_from_session()
+        self.query_one("#history", HistoryTree).focus()
+        if self.session.next_action() in ("brief", "draft", "critique"):
+            self._run("Workshop: first draft and critique", self._continue)
+
+    # ------------------------------------------------------------------ state → panes
+    @property
+    def busy(self) -> bool:
+        return any(w.group == MODEL_GROUP and w.is_running for w in self.workers)
+
+    def _shown_reply(self, path: list[Node]) -> Node | None:
+        """What the critique pane shows: the newest reply since the current draft."""
+        for node in reversed(path):
+            if node.kind in ("critique", "answer"):
+                return node
+            if node.kind == "draft":
+                break
+        return next((n for n in reversed(path) if n.kind in ("brief", "request")), None)
+
+    def refresh_from_session(self) -> None:
+        self.session.refresh()
+        path = self.session.path
+        draft = self.session.current_draft
+        reply = self._shown_reply(path)
+        self._show(draft, reply)
+        self.query_one(HistoryTree).rebuild(self.session.tree, self.session.record.head_id)
+
+    def _show(self, draft: Node | None, reply: Node | None, diff: str | None = None) -> None:
+        poem = self.query_one(PoemArea)
+        critique = self.query_one("#critique", Markdown)
+        spans = []
+        if draft is not None and reply is not None and reply.kind == "critique":
+            spans, _missing = locate_quotes(draft.text, reply.text)
+        poem.show(draft.text if draft else "", spans)
+        number = self._draft_number(draft) if draft else 0
+        author = "you" if draft is not None and draft.author == "person" else "Poet"
+        title = f"Poem — draft {number} ({author})" if draft else "Poem"
+        if self.session.record.status == "accepted" and draft is not None and draft == self.session.current_draft:
+            title += " — accepted"
+        if draft is not None and draft.meta.get("stopped"):
+            title += " — stopped"
+        poem.border_title = title
+        scroll = self.query_one("#critique-scroll")
+        if diff is not None:
+            scroll.border_title = "Changes from the previous draft"
+            critique.update(diff)
+        elif reply is not None:
+            label = _TITLES.get(reply.kind, reply.kind.capitalize())
+            scroll.border_title = label + (" — stopped" if reply.meta.get("stopped") else "")
+            critique.update(reply.text)
+        else:
+            scroll.border_title = "Critique"
+            critique.update("")
+
+    def _draft_number(self, draft: Node) -> int:
+        ids = [n.id for n in self.session.tree.drafts()]
+        return ids.index(draft.id) + 1 if draft.id in ids else 0
+
+    def on_tree_node_highlighted(self, event: Tree.NodeHighlighted) -> None:
+        if self.busy or self.editing or event.node.data is None:
+            return
+        tree = self.session.tree
+        node = tree.nodes.get(event.node.data)
+        if node is None:
+            return
+        if node.kind == "draft":
+            parent = tree.parent_draft(node.id)
+            diff = None
+            if parent is not None:
+                lines = difflib.unified_diff(parent.text.splitlines(), node.text.splitlines(),
+                                             "previous draft", "this draft", lineterm="")
+                diff = "```diff\n" + "\n".join(lines) + "\n```" if parent.text != node.text else "_No changes._"
+            self._show(node, None, diff)
+        else:
+            self._show(tree.parent_draft(node.id), node)
+
+    # ------------------------------------------------------------------ workers
+    def _run(self, description: str, body) -> None:
+        if self.busy:
+            self.notify("The models are busy. Esc stops the current generation.", title="Busy", severity="warning")
+            return
+        if self.editing:
+            self.notify("Save (Ctrl+S) or cancel (Esc) your edit first.", title="Editing", severity="warning")
+            return
+        cancel = self.cancel = threading.Event()
+        self.run_worker(lambda: body(cancel), thread=True, exclusive=True, group=MODEL_GROUP,
+                        exit_on_error=False, description=description, name=description)
+
+    def _continue(self, cancel: threading.Event) -> None:
+        while self.session.next_action() in ("brief", "draft", "critique") and not cancel.is_set():
+            node = self.session.step(cancel=cancel)
+            if node.meta.get("stopped"):
+                return
+
+    async def on_session_event(self, message: SessionEvent) -> None:
+        event = message.event
+        status = self.query_one(StatusBar)
+        if isinstance(event, StepStarted):
+            self._role, self._chunks, self._started = event.role, 0, time.perf_counter()
+            status.set_activity(f"{event.role.capitalize()}: {event.action}…")
+            if event.role == "educator":
+                critique = self.query_one("#critique", Markdown)
+                await critique.update("")
+                self.query_one("#critique-scroll").border_title = f"{event.action.capitalize()} — writing"
+                self.query_one("#critique-scroll", VerticalScroll).anchor()
+                self._stream = Markdown.get_stream(critique)
+            else:
+                self._poem_buffer = ""
+                poem = self.query_one(PoemArea)
+                poem.show("")
+                poem.border_title = f"Poem — Poet writing ({event.action})"
+        elif isinstance(event, TextChunk):
+            self._chunks += 1
+            if event.role == "educator" and self._stream is not None:
+                await self._stream.write(event.text)
+            elif event.role == "poet":
+                self._poem_buffer += event.text
+                self.query_one(PoemArea).show(self._poem_buffer)
+            now = time.perf_counter()
+            if now - self._last_speed > 0.25:  # the status bar need not redraw per token
+                self._last_speed = now
+                rate = self._chunks / max(now - self._started, 1e-6)
+                status.set_activity(status.activity, f"{rate:.0f} tok/s")
+        elif isinstance(event, StepFinished):
+            await self._stop_stream()
+            context = None
+            if event.stats is not None:
+                role = event.node.author
+                n_ctx = self.studio.engine.role(role).backend.n_ctx
+                used = event.stats.prompt_tokens + event.stats.generated_tokens
+                context = f"context {role}: {used}/{n_ctx} ({used / n_ctx:.0%})"
+                status.set_activity(status.activity, f"{event.stats.tokens_per_second:.0f} tok/s", context)
+            self.refresh_from_session()
+        elif isinstance(event, Notice):
+            self.notify(event.text, title="Context", severity="warning")
+
+    async def _stop_stream(self) -> None:
+        if self._stream is not None:
+            await self._stream.stop()
+            self._stream = None
+
+    async def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != MODEL_GROUP:
+            return
+        status = self.query_one(StatusBar)
+        if event.state == WorkerState.ERROR:
+            await self._stop_stream()
+            error = event.worker.error
+            message = str(error) if isinstance(error, WorkshopError) else f"{type(error).__name__}: {error}"
+            self.notify(message, title="Generation failed", severity="error", timeout=10)
+            status.set_activity("idle — the session is as it was")
+            self.refresh_from_session()
+        elif event.state in (WorkerState.SUCCESS, WorkerState.CANCELLED):
+            await self._stop_stream()
+            stopped = self.cancel is not None and self.cancel.is_set()
+            status.set_activity("stopped" if stopped else "idle", status.speed)
+            self.refresh_from_session()
+
+    # ------------------------------------------------------------------ actions
+    def action_new(self) -> None:
+        if self.busy:
+            self.notify("Stop the generation (Esc) before starting something new.", title="Busy", severity="warning")
+            return
+        self.app.show_start()
+
+    def action_revise(self) -> None:
+        if self.session.latest_critique is None:
+            self.notify("There is no critique to revise from yet: press c for one.", title="Revise")
+            return
+        if self.session.record.status == "accepted":
+            self.notify("This poem is accepted. Branch (b) from a draft to keep working.", title="Revise")
+            return
+
+        def body(cancel):
+            node = self.session.revise(cancel)
+            if not node.meta.get("stopped") and not cancel.is_set():
+                self.session.critique(cancel)
+
+        self._run("Poet: revision, then Educator: follow-up", body)
+
+    def action_critique(self) -> None:
+        if self.session.current_draft is None:
+            self.notify("There is no draft to critique yet.", title="Critique")
+            return
+        self._run("Educator: critique", lambda cancel: self.session.critique_again(cancel))
+
+    def action_auto(self) -> None:
+        rounds = self.studio.settings.app.app.auto_rounds
+        if self.session.record.status == "accepted":
+            self.notify("This poem is accepted. Branch (b) from a draft to keep working.", title="Auto")
+            return
+        self.notify(f"Running {rounds} revise/critique rounds. Esc stops.", title="Auto")
+        self._run(f"Auto: {rounds} rounds", lambda cancel: self.session.run_rounds(rounds, cancel))
+
+    def action_ask(self) -> None:
+        if self.busy:
+            self.notify("The models are busy. Esc stops the current generation.", title="Busy", severity="warning")
+            return
+
+        def asked(question: str | None) -> None:
+            if question:
+                self._run("Educator: answer", lambda cancel: self.session.ask(question, cancel))
+
+        self.app.push_screen(AskScreen("Ask the Educator a craft question (Enter asks, Esc cancels)",
+                                       "what makes a line break work?"), asked)
+
+    def action_edit(self) -> None:
+        if self.busy:
+            self.notify("Wait for the generation to finish, or stop it (Esc).", title="Busy", severity="warning")
+            return
+        if self.session.current_draft is None:
+            self.notify("There is no draft to edit yet.", title="Edit")
+            return
+        poem = self.query_one(PoemArea)
+        poem.show(self.session.current_draft.text)
+        poem.read_only = False
+        poem.border_title = "Poem — editing (Ctrl+S saves, Esc cancels)"
+        self.editing = True
+        poem.focus()
+
+    def action_save_edit(self) -> None:
+        if not self.editing:
+            return
+        poem = self.query_one(PoemArea)
+        try:
+            validate_text(poem.text, "poem")
+        except WorkshopError as exc:
+            self.notify(str(exc), title="Not saved", severity="warning")
+            return
+        if poem.text.strip("\n") == self.session.current_draft.text:
+            self.notify("No changes to save.", title="Edit")
+        else:
+            node = self.session.edit(poem.text)
+            self.notify(f"Saved as draft {self._draft_number(node)}. Press c for a critique.", title="Saved")
+        self._end_edit()
+
+    def _end_edit(self) -> None:
+        poem = self.query_one(PoemArea)
+        poem.read_only = True
+        self.editing = False
+        self.refresh_from_session()
+        self.query_one(HistoryTree).focus()
+
+    def action_stop(self) -> None:
+        if self.editing:
+            self._end_edit()
+            self.notify("Edit cancelled; the draft is unchanged.", title="Edit")
+        elif self.busy and self.cancel is not None:
+            self.cancel.set()
+            self.query_one(StatusBar).set_activity("stopping…")
+
+    def action_branch(self) -> None:
+        if self.busy:
+            self.notify("Stop the generation (Esc) before branching.", title="Busy", severity="warning")
+            return
+        node = self.query_one(HistoryTree).cursor_node
+        if node is None or node.data is None:
+            self.notify("Select an entry in the revision history first.", title="Branch")
+            return
+        self.session.branch(node.data)
+        if self.session.record.status == "accepted":
+            self.session.store.set_status(self.session.record.id, "open")
+        self.refresh_from_session()
+        self.notify("The next step continues from the selected entry, beside what followed it.", title="Branched")
+
+    def action_accept(self) -> None:
+        if self.busy:
+            self.notify("Wait for the generation to finish, or stop it (Esc).", title="Busy", severity="warning")
+            return
+        draft = self.session.current_draft
+        if draft is None:
+            self.notify("There is no draft to accept yet.", title="Accept")
+            return
+        self.session.accept()
+        self.refresh_from_session()
+        self.notify(f"Draft {self._draft_number(draft)} is the final poem. Export it with x.", title="Accepted")
+
+    def action_export(self) -> None:
+        record = self.session.record
+        folder = Path(self.studio.settings.app.app.export_dir or ".").expanduser()
+        slug = "-".join(re.findall(r"[a-z0-9]+", record.title.lower())[:6]) or "session"
+        target = folder / f"{slug}-{record.id}.md"
+        try:
+            write_atomic(target, to_markdown(record, self.session.tree))
+        except OSError as exc:
+            self.notify(f"{target}: {exc.strerror}; set export_dir in config/app.toml", title="Export failed",
+                        severity="error")
+            return
+        self.notify(str(target.resolve()), title="Exported")
+
+    def action_copy(self) -> None:
+        draft = self.session.current_draft
+        if draft is None:
+            self.notify("There is no poem to copy yet.", title="Copy")
+            return
+        ok, how = copy_text(self.app, draft.text)
+        self.notify(how, title="Copied" if ok else "No clipboard", severity="information" if ok else "warning")
