@@ -79,8 +79,9 @@ class HistoryTree(Tree[str]):
             if len(children) == 1:
                 add(parent, children[0])
             else:
-                for child in children:
-                    add(item, child)
+                for number, child in enumerate(children, start=1):
+                    branch = item.add(Text(f"Branch {number}", style="italic"), data=None, expand=True)
+                    add(branch, child)
 
         for root in tree.children(None):
             add(self.root, root)

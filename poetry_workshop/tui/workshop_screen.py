@@ -8,6 +8,7 @@ left as it was (the session core rolls a failed step back).
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import re
 import threading
@@ -186,6 +187,9 @@ class WorkshopScreen(Screen):
                 self.query_one("#critique-scroll").border_title = f"{event.action.capitalize()} — writing"
                 self.query_one("#critique-scroll", VerticalScroll).anchor()
                 self._stream = Markdown.get_stream(critique)
+                # Let the stream's task start: cancelling a task that never ran would raise
+                # CancelledError into whoever stops it (a fast failure right after this).
+                await asyncio.sleep(0)
             else:
                 self._poem_buffer = ""
                 poem = self.query_one(PoemArea)
