@@ -28,7 +28,7 @@ class StartScreen(Screen):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="start"):
-            yield Static("[b]Poetry Workshop[/b]" + (f" — {self.notice}" if self.notice else ""), id="start-title")
+            yield Static("[b]Poetry Workshop[/b]" + (f" · {self.notice}" if self.notice else ""), id="start-title")
             resumable = next((s for s in self.sessions if s.status == "open"), None)
             if resumable is not None:
                 yield Static(f"Resume where you stopped: [b]{resumable.title}[/b] — select it below",

@@ -73,7 +73,7 @@ class HistoryTree(Tree[str]):
             styled = Text(label, style="bold" if node.id in head_path else "dim")
             children = tree.children(node.id)
             # A straight line of work reads best flat: only branch points indent.
-            item = parent.add(styled, data=node.id, expand=True, allow_expand=bool(children))
+            item = parent.add(styled, data=node.id, expand=True, allow_expand=len(children) > 1)
             if node.id == head_id:
                 highlight_line = item
             if len(children) == 1:

@@ -73,10 +73,14 @@ class WorkshopScreen(Screen):
         yield Footer()
 
     def _models_text(self) -> str:
-        notice = self.studio.notice
-        if notice:
-            return notice
-        return " · ".join(f"{c.role.capitalize()}: {c.path.name}" for c in self.studio.choices.values())
+        # Short enough for an 80-column status bar next to activity, speed and context.
+        parts = []
+        for choice in self.studio.choices.values():
+            name = "starter model — train your own" if choice.is_starter else choice.path.stem
+            parts.append((choice.role.capitalize(), name))
+        if parts[0][1] == parts[1][1]:
+            return parts[0][1]
+        return " · ".join(f"{role}: {name}" for role, name in parts)
 
     def on_mount(self) -> None:
         self.query_one("#history").border_title = "Revision history"
@@ -123,7 +127,9 @@ class WorkshopScreen(Screen):
         if draft is not None and draft.meta.get("stopped"):
             title += " — stopped"
         poem.border_title = title
-        scroll = self.query_one("#critique-scroll")
+        scroll = self.query_one("#critique-scroll", VerticalScroll)
+        scroll.release_anchor()  # a finished text reads from its top
+        scroll.scroll_home(animate=False)
         if diff is not None:
             scroll.border_title = "Changes from the previous draft"
             critique.update(diff)
@@ -185,7 +191,7 @@ class WorkshopScreen(Screen):
                 critique = self.query_one("#critique", Markdown)
                 await critique.update("")
                 self.query_one("#critique-scroll").border_title = f"{event.action.capitalize()} — writing"
-                self.query_one("#critique-scroll", VerticalScroll).anchor()
+                self.query_one("#critique-scroll", VerticalScroll).anchor()  # follow the stream
                 self._stream = Markdown.get_stream(critique)
                 # Let the stream's task start: cancelling a task that never ran would raise
                 # CancelledError into whoever stops it (a fast failure right after this).
@@ -214,7 +220,7 @@ class WorkshopScreen(Screen):
                 role = event.node.author
                 n_ctx = self.studio.engine.role(role).backend.n_ctx
                 used = event.stats.prompt_tokens + event.stats.generated_tokens
-                context = f"context {role}: {used}/{n_ctx} ({used / n_ctx:.0%})"
+                context = f"{role} context {used / n_ctx:.0%}"
                 status.set_activity(status.activity, f"{event.stats.tokens_per_second:.0f} tok/s", context)
             self.refresh_from_session()
         elif isinstance(event, Notice):
