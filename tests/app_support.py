@@ -63,3 +63,23 @@ def studio(tmp_path):
     s = make_studio(tmp_path)
     yield s
     s.store.close()
+
+
+async def settle(pilot) -> None:
+    """Wait until the app is quiet: no worker pending or running, and their messages handled.
+
+    A new screen starts its first worker from `on_mount`, which may run a moment after the
+    key that opened it, so one wait is not enough: wait until two rounds in a row find
+    nothing to do. Waits on workers and message queues, never on the clock."""
+    from textual.worker import WorkerState
+
+    app = pilot.app
+    quiet = 0
+    while quiet < 2:
+        await pilot.pause()
+        busy = [w for w in app.workers if w.state in (WorkerState.PENDING, WorkerState.RUNNING)]
+        if busy:
+            quiet = 0
+            await app.workers.wait_for_complete(busy)
+        else:
+            quiet += 1

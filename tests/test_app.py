@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app_support import CRITIQUE, make_studio, studio  # noqa: F401 - studio is a fixture
+from app_support import CRITIQUE, make_studio, settle, studio  # noqa: F401 - studio is a fixture
 from conftest import ScriptedBackend
 from poetry_workshop.errors import GenerationError
 from poetry_workshop.tui.app import create_app
@@ -17,17 +17,10 @@ from poetry_workshop.tui.widgets import PoemArea, QUOTED
 from poetry_workshop.tui.workshop_screen import WorkshopScreen
 
 
-async def settle(app, pilot) -> None:
-    """Let queued messages run, wait for every worker, then let their messages run."""
-    await pilot.pause()
-    await app.workers.wait_for_complete()
-    await pilot.pause()
-
-
 async def start_request(app, pilot, text: str = "a poem about the tide") -> WorkshopScreen:
     app.screen.query_one("#request").value = text
     await pilot.press("enter")
-    await settle(app, pilot)
+    await settle(pilot)
     assert isinstance(app.screen, WorkshopScreen)
     return app.screen
 
@@ -50,7 +43,7 @@ async def test_write_flow_shows_poem_critique_history_and_highlights_quotes(stud
         labels = [str(n.label) for n in screen.query_one("#history").root.children]
         assert labels == ["Request", "Brief", "Draft 1 · Poet", "Critique"]
         status = str(screen.query_one("#status").render())
-        assert "starter model — train your own" in status and "context educator" in status
+        assert "starter model — train your own" in status and "educator context" in status
 
 
 async def test_revise_then_accept_then_export(studio, tmp_path):
@@ -58,7 +51,7 @@ async def test_revise_then_accept_then_export(studio, tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await start_request(app, pilot)
         await pilot.press("r")
-        await settle(app, pilot)
+        await settle(pilot)
         assert screen.query_one(PoemArea).text.startswith("the water leaves\nmud counts gulls")
         assert "revision answers the point" in screen.query_one("#critique").source
         assert screen.session.rounds_done == 2
@@ -88,7 +81,7 @@ async def test_edit_saves_a_person_draft_and_critique_follows(studio):
         assert draft.author == "person" and draft.text.endswith("salt on the sill")
         assert poem.read_only
         await pilot.press("c")
-        await settle(app, pilot)
+        await settle(pilot)
         assert screen.session.path[-1].kind == "critique"
         assert "revised the poem" in studio.engine.educator.conversation.turns[-2].content
 
@@ -114,7 +107,7 @@ async def test_ask_answers_in_the_critique_pane(studio):
         await pilot.pause()
         assert "Write the question first" in str(app.screen.query_one("#ask-error").render())
         await pilot.press(*"what is enjambment?", "enter")
-        await settle(app, pilot)
+        await settle(pilot)
         assert app.screen is screen
         assert screen.query_one("#critique").source.startswith("Enjambment carries")
         assert screen.query_one("#critique-scroll").border_title == "Answer"
@@ -125,7 +118,7 @@ async def test_branch_from_draft_one_makes_a_sibling(studio):
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await start_request(app, pilot)
         await pilot.press("r")
-        await settle(app, pilot)
+        await settle(pilot)
         tree = screen.query_one("#history")
         first_draft = screen.session.tree.drafts()[0]
         line = next(n for n in tree.root.children if n.data == first_draft.id)
@@ -136,7 +129,7 @@ async def test_branch_from_draft_one_makes_a_sibling(studio):
         await pilot.pause()
         assert screen.session.record.head_id == first_draft.id
         await pilot.press("c")
-        await settle(app, pilot)
+        await settle(pilot)
         assert len(screen.session.tree.children(first_draft.id)) == 2  # two critiques: a branch
         labels = [str(n.label) for n in tree.root.children]
         assert labels[:3] == ["Request", "Brief", "Draft 1 · Poet"]
@@ -150,7 +143,7 @@ async def test_selecting_a_later_draft_shows_a_line_diff(studio):
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await start_request(app, pilot)
         await pilot.press("r")
-        await settle(app, pilot)
+        await settle(pilot)
         tree = screen.query_one("#history")
         second = screen.session.tree.drafts()[1]
         tree.move_cursor(next(n for n in tree.root.children if n.data == second.id))
@@ -187,14 +180,14 @@ async def test_stop_keeps_partial_text_marked_and_the_next_action_works(tmp_path
         while not release.is_set():
             await pilot.pause(0.01)
         await pilot.press("escape")
-        await settle(app, pilot)
+        await settle(pilot)
         screen = app.screen
         critique = screen.session.path[-1]
         assert critique.kind == "critique" and critique.meta["stopped"] is True
         assert critique.text == "word"
         assert "stopped" in screen.query_one("#critique-scroll").border_title
         await pilot.press("r")  # the next action works
-        await settle(app, pilot)
+        await settle(pilot)
         assert screen.session.path[-1].kind == "critique" and not screen.session.path[-1].meta["stopped"]
 
 
@@ -213,7 +206,7 @@ async def test_failed_generation_is_a_titled_notification_and_changes_nothing(tm
         before = dict(screen.session.tree.nodes)
         turns = list(studio.engine.educator.conversation.turns)
         await pilot.press("r")
-        await settle(app, pilot)
+        await settle(pilot)
         assert ("Generation failed", "llama.cpp failed while generating") in notifications(app)
         # the Poet's revision was committed before the failing follow-up; nothing else changed
         after = screen.session.tree.nodes
@@ -228,7 +221,7 @@ async def test_auto_runs_rounds_unattended(studio):
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await start_request(app, pilot)
         await pilot.press("o")
-        await settle(app, pilot)
+        await settle(pilot)
         assert screen.session.rounds_done == 3
 
 
@@ -241,7 +234,7 @@ async def test_empty_request_is_refused_inline_and_long_paste_truncated(studio):
         assert "Write the request first." in str(app.screen.query_one("#request-error").render())
         app.screen.query_one("#paste").load_text("a line of verse\n" * 800)  # 12,800 characters
         await pilot.press("ctrl+s")
-        await settle(app, pilot)
+        await settle(pilot)
         assert isinstance(app.screen, WorkshopScreen)
         assert len(app.screen.session.path[0].text) <= 10_000
         assert any(title == "Truncated" for title, _ in notifications(app))
@@ -261,7 +254,7 @@ async def test_restart_offers_to_resume_where_it_stopped(tmp_path):
         options = app.screen.query_one("#sessions")
         options.focus()
         await pilot.press("enter")
-        await settle(app, pilot)
+        await settle(pilot)
         screen = app.screen
         assert isinstance(screen, WorkshopScreen) and screen.session.record.id == session.record.id
         assert [n.kind for n in screen.session.path] == ["request", "brief", "draft", "critique"]
@@ -281,7 +274,7 @@ async def test_help_screen_lists_remapped_keys_and_palette_has_actions(tmp_path)
         await pilot.press("escape")
         await pilot.pause()
         await pilot.press("ctrl+r")  # the remapped key works
-        await settle(app, pilot)
+        await settle(pilot)
         assert screen.session.rounds_done == 2
         titles = [c.title for c in app.get_system_commands(screen)]
         for title in ("Revise", "Critique", "Edit", "Ask", "Branch", "Accept", "Stop", "Export", "Copy", "Auto"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from app_support import settle
 from poetry_workshop.studio import Studio
 from poetry_workshop.tui.app import create_app
 from poetry_workshop.tui.widgets import PoemArea
@@ -20,18 +21,14 @@ async def test_full_flow_on_the_starter_model(small_config, starter_gguf):
         async with app.run_test(size=(120, 40)) as pilot:
             app.screen.query_one("#request").value = "a short poem about a heron at dusk"
             await pilot.press("enter")
-            await pilot.pause()
-            await app.workers.wait_for_complete()
-            await pilot.pause()
+            await settle(pilot)
             screen = app.screen
             assert isinstance(screen, WorkshopScreen)
             assert [n.kind for n in screen.session.path] == ["request", "brief", "draft", "critique"]
             assert screen.query_one(PoemArea).text == screen.session.current_draft.text != ""
             assert screen.query_one("#critique").source == screen.session.latest_critique.text
             await pilot.press("r")
-            await pilot.pause()
-            await app.workers.wait_for_complete()
-            await pilot.pause()
+            await settle(pilot)
             assert [n.kind for n in screen.session.path][-2:] == ["draft", "critique"]
             assert screen.session.rounds_done == 2
             await pilot.press("a")

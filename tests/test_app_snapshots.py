@@ -8,24 +8,18 @@ from __future__ import annotations
 
 import pytest
 
-from app_support import make_studio
+from app_support import make_studio, settle
 from poetry_workshop.tui.app import create_app
 
 SIZES = [(80, 24), (120, 40)]
 
 
-async def _settle(pilot) -> None:
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-
-
 async def _mid_session(pilot) -> None:
     pilot.app.screen.query_one("#request").value = "a poem about the tide"
     await pilot.press("enter")
-    await _settle(pilot)
+    await settle(pilot)
     await pilot.press("r")
-    await _settle(pilot)
+    await settle(pilot)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")

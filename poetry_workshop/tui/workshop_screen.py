@@ -128,8 +128,7 @@ class WorkshopScreen(Screen):
             title += " — stopped"
         poem.border_title = title
         scroll = self.query_one("#critique-scroll", VerticalScroll)
-        scroll.release_anchor()  # a finished text reads from its top
-        scroll.scroll_home(animate=False)
+        scroll.scroll_home(animate=False)  # a finished text reads from its top
         if diff is not None:
             scroll.border_title = "Changes from the previous draft"
             critique.update(diff)
@@ -191,7 +190,6 @@ class WorkshopScreen(Screen):
                 critique = self.query_one("#critique", Markdown)
                 await critique.update("")
                 self.query_one("#critique-scroll").border_title = f"{event.action.capitalize()} — writing"
-                self.query_one("#critique-scroll", VerticalScroll).anchor()  # follow the stream
                 self._stream = Markdown.get_stream(critique)
                 # Let the stream's task start: cancelling a task that never ran would raise
                 # CancelledError into whoever stops it (a fast failure right after this).
@@ -205,6 +203,8 @@ class WorkshopScreen(Screen):
             self._chunks += 1
             if event.role == "educator" and self._stream is not None:
                 await self._stream.write(event.text)
+                # Follow the text as it grows (a no-op while it still fits the pane).
+                self.query_one("#critique-scroll", VerticalScroll).scroll_end(animate=False)
             elif event.role == "poet":
                 self._poem_buffer += event.text
                 self.query_one(PoemArea).show(self._poem_buffer)
