@@ -121,11 +121,12 @@ class WorkshopScreen(Screen):
         poem.show(draft.text if draft else "", spans)
         number = self._draft_number(draft) if draft else 0
         author = "you" if draft is not None and draft.author == "person" else "Poet"
-        title = f"Poem — draft {number} ({author})" if draft else "Poem"
+        # Short: the pane is 36 columns wide at 80×24.
+        title = f"Draft {number} · {author}" if draft else "Poem"
         if self.session.record.status == "accepted" and draft is not None and draft == self.session.current_draft:
-            title += " — accepted"
+            title += " · accepted"
         if draft is not None and draft.meta.get("stopped"):
-            title += " — stopped"
+            title += " · stopped"
         poem.border_title = title
         scroll = self.query_one("#critique-scroll", VerticalScroll)
         scroll.scroll_home(animate=False)  # a finished text reads from its top
@@ -198,7 +199,7 @@ class WorkshopScreen(Screen):
                 self._poem_buffer = ""
                 poem = self.query_one(PoemArea)
                 poem.show("")
-                poem.border_title = f"Poem — Poet writing ({event.action})"
+                poem.border_title = f"Poet writing ({event.action})…"
         elif isinstance(event, TextChunk):
             self._chunks += 1
             if event.role == "educator" and self._stream is not None:
@@ -306,7 +307,7 @@ class WorkshopScreen(Screen):
         poem = self.query_one(PoemArea)
         poem.show(self.session.current_draft.text)
         poem.read_only = False
-        poem.border_title = "Poem — editing (Ctrl+S saves, Esc cancels)"
+        poem.border_title = "Editing · Ctrl+S saves · Esc cancels"
         self.editing = True
         poem.focus()
 
