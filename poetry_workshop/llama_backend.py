@@ -241,7 +241,7 @@ class LlamaBackend:
                     if token in self._stop_ids:
                         finish = "stop"
                         break
-                    piece = llm.detokenize([token], prev_tokens=tokens + generated)
+                    piece = llm.detokenize([token])
                     generated.append(token)
                     if text.feed(decoder.decode(piece)):
                         finish = "stop"

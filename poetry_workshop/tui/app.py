@@ -68,7 +68,11 @@ class WorkshopApp(App):
     # ------------------------------------------------------------------ app keys
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen(self.keymap))
+            # Installed once and kept: composed once, so opening it stays quick while a
+            # model streams.
+            if not self.is_screen_installed("help"):
+                self.install_screen(HelpScreen(self.keymap), name="help")
+            self.push_screen("help")
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

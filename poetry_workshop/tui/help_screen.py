@@ -30,4 +30,4 @@ class HelpScreen(ModalScreen[None]):
             yield Static("\n".join(lines), id="help-text")
 
     def action_dismiss(self) -> None:
-        self.dismiss(None)
+        self.app.pop_screen()

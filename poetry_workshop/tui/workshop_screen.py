@@ -33,15 +33,51 @@ from poetry_workshop.tui.keys import WORKSHOP_KEYS, bindings
 from poetry_workshop.tui.widgets import HistoryTree, PoemArea, StatusBar
 
 MODEL_GROUP = "model"
+POEM_REFRESH_S = 0.2  # the streaming poem redraws five times a second
+CHUNK_BATCH_S = 0.05  # streamed text reaches the UI at most twenty times a second
 _TITLES = {"brief": "Brief", "critique": "Critique", "answer": "Answer", "request": "Request", "question": "Question"}
 
 
 class SessionEvent(Message):
-    """A session event (step started, text chunk, step finished, notice) from the worker."""
+    """A session event (step started, text chunk, step finished, notice) from the worker.
 
-    def __init__(self, event) -> None:
+    `tokens` counts the chunks a batched TextChunk stands for."""
+
+    def __init__(self, event, tokens: int = 1) -> None:
         super().__init__()
         self.event = event
+        self.tokens = tokens
+
+
+class EventBridge:
+    """Carries session events from the worker thread to the screen, batching text chunks.
+
+    One message per token wakes the UI loop for every token; batching to at most one
+    message per CHUNK_BATCH_S keeps keys responsive however fast the model is. Runs on the
+    worker thread only."""
+
+    def __init__(self, post):
+        self._post = post
+        self._texts: list[str] = []
+        self._role = ""
+        self._last = 0.0
+
+    def __call__(self, event) -> None:
+        if isinstance(event, TextChunk):
+            self._texts.append(event.text)
+            self._role = event.role
+            now = time.perf_counter()
+            if now - self._last >= CHUNK_BATCH_S:
+                self.flush(now)
+            return
+        self.flush(time.perf_counter())
+        self._post(SessionEvent(event))
+
+    def flush(self, now: float) -> None:
+        if self._texts:
+            self._post(SessionEvent(TextChunk(self._role, "".join(self._texts)), tokens=len(self._texts)))
+            self._texts = []
+        self._last = now
 
 
 class WorkshopScreen(Screen):
@@ -51,11 +87,12 @@ class WorkshopScreen(Screen):
         super().__init__()
         self.studio = studio
         self.session = session
-        self.session.on_event = lambda event: self.post_message(SessionEvent(event))
+        self.session.on_event = EventBridge(self.post_message)
         self.cancel: threading.Event | None = None
         self.editing = False
         self._stream = None
-        self._poem_buffer = ""
+        self._poem_pending = ""
+        self._poem_flush_scheduled = False
         self._chunks = 0
         self._started = 0.0
         self._last_speed = 0.0
@@ -196,21 +233,24 @@ class WorkshopScreen(Screen):
                 # CancelledError into whoever stops it (a fast failure right after this).
                 await asyncio.sleep(0)
             else:
-                self._poem_buffer = ""
+                self._poem_pending = ""
                 poem = self.query_one(PoemArea)
                 poem.show("")
                 poem.border_title = f"Poet writing ({event.action})…"
         elif isinstance(event, TextChunk):
-            self._chunks += 1
+            self._chunks += message.tokens
             if event.role == "educator" and self._stream is not None:
                 await self._stream.write(event.text)
                 # Follow the text as it grows (a no-op while it still fits the pane).
                 self.query_one("#critique-scroll", VerticalScroll).scroll_end(animate=False)
             elif event.role == "poet":
-                self._poem_buffer += event.text
-                self.query_one(PoemArea).show(self._poem_buffer)
+                # Batched: redrawing the poem per token would starve key handling.
+                self._poem_pending += event.text
+                if not self._poem_flush_scheduled:
+                    self._poem_flush_scheduled = True
+                    self.set_timer(POEM_REFRESH_S, self._flush_poem)
             now = time.perf_counter()
-            if now - self._last_speed > 0.25:  # the status bar need not redraw per token
+            if now - self._last_speed > 0.5:  # the status bar need not redraw per token
                 self._last_speed = now
                 rate = self._chunks / max(now - self._started, 1e-6)
                 status.set_activity(status.activity, f"{rate:.0f} tok/s")
@@ -226,6 +266,13 @@ class WorkshopScreen(Screen):
             self.refresh_from_session()
         elif isinstance(event, Notice):
             self.notify(event.text, title="Context", severity="warning")
+
+    def _flush_poem(self) -> None:
+        self._poem_flush_scheduled = False
+        if self._poem_pending and self._role == "poet":
+            poem = self.query_one(PoemArea)
+            poem.insert(self._poem_pending, poem.document.end)
+            self._poem_pending = ""
 
     async def _stop_stream(self) -> None:
         if self._stream is not None:
