@@ -401,7 +401,12 @@ class WorkshopScreen(Screen):
         if self.session.record.status == "accepted":
             self.session.store.set_status(self.session.record.id, "open")
         self.refresh_from_session()
-        self.notify("The next step continues from the selected entry, beside what followed it.", title="Branched")
+        kind = self.session.tree.nodes[node.data].kind
+        hint = {
+            "draft": "press c for a critique of this draft, or e to edit it",
+            "critique": "press r for a revision from this critique",
+        }.get(kind, "press c for a critique or r for a revision")
+        self.notify(f"A new branch starts here: {hint}.", title="Branched")
 
     def action_accept(self) -> None:
         if self.busy:
