@@ -41,6 +41,7 @@ class ChatBackend(Protocol):
         sampling: Sampling,
         on_text: Callable[[str], None] | None = None,
         cancel: threading.Event | None = None,
+        seed_offset: int = 0,
     ) -> Completion: ...
 
     def close(self) -> None: ...
@@ -77,6 +78,7 @@ class RoleChat:
         on_text: Callable[[str], None] | None = None,
         cancel: threading.Event | None = None,
         notice: Callable[[str], None] | None = None,
+        seed_offset: int = 0,
     ) -> Reply:
         """Add a user turn, generate the reply, and keep both in the conversation.
 
@@ -91,7 +93,7 @@ class RoleChat:
                     f"dropped the {dropped} oldest round(s); the current draft and critique are kept"
                 )
             completion = self.backend.generate(
-                self.conversation.messages(), max_tokens, self.sampling, on_text, cancel
+                self.conversation.messages(), max_tokens, self.sampling, on_text, cancel, seed_offset
             )
         except BaseException:
             self.conversation.turns = before

@@ -208,17 +208,20 @@ class LlamaBackend:
         sampling: Sampling,
         on_text: Callable[[str], None] | None = None,
         cancel: threading.Event | None = None,
+        seed_offset: int = 0,
     ) -> Completion:
         """Stream a reply to `messages`; `on_text` gets each chunk on the caller's thread.
 
         Cancel takes effect within one token: the producer checks the event after each one.
+        The sampling seed is the configured one plus `seed_offset`, so a caller can ask the
+        same question twice and get two replies while a whole run still repeats exactly.
         """
 
         def produce(emit) -> GenerationStats:
             llm = self._ensure_loaded()
             tokens = self._render(messages)
             reused = _reused_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
-            llm.set_seed(self.runtime.seed)
+            llm.set_seed(self.runtime.seed + seed_offset)
             started = time.perf_counter()
             text = _StopText(self.stop_texts, emit)
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")

@@ -268,6 +268,8 @@ class WorkshopSession:
             on_text=lambda chunk: self.on_event(TextChunk(role, chunk)),
             cancel=cancel,
             notice=lambda text: self.on_event(Notice(text)),
+            # The step's place in the session: "critique again" samples afresh, a replay repeats.
+            seed_offset=len(self.tree.nodes),
         )
         clean = prompts.clean_poem if kind == "draft" else prompts.clean_reply
         text = clean(reply.text, self._specials(role))

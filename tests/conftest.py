@@ -75,6 +75,7 @@ class ScriptedBackend:
         self._replies = replies
         self._n_ctx = n_ctx
         self.calls: list[list[dict]] = []
+        self.seed_offsets: list[int] = []
         self.stop_texts = ["<|im_end|>", "<|im_start|>"]
 
     @property
@@ -87,7 +88,9 @@ class ScriptedBackend:
     def count_tokens(self, messages: list[dict]) -> int:
         return sum(len(m["content"].split()) + 4 for m in messages)
 
-    def generate(self, messages, max_tokens, sampling: Sampling, on_text=None, cancel: threading.Event | None = None):
+    def generate(self, messages, max_tokens, sampling: Sampling, on_text=None, cancel: threading.Event | None = None,
+                 seed_offset: int = 0):
+        self.seed_offsets.append(seed_offset)
         self.calls.append([dict(m) for m in messages])
         if callable(self._replies):
             reply = self._replies(messages)

@@ -164,13 +164,13 @@ async def test_stop_keeps_partial_text_marked_and_the_next_action_works(tmp_path
     studio = make_studio(tmp_path, educator=educator)
     original = educator.generate
 
-    def generate_then_wait(messages, max_tokens, sampling, on_text=None, cancel=None):
+    def generate_then_wait(messages, max_tokens, sampling, on_text=None, cancel=None, seed_offset=0):
         def on_text_slow(piece):
             on_text(piece)
             if messages[-1]["content"].startswith("Workshop this draft") and not release.is_set():
                 release.set()
                 cancel.wait(10)  # the UI's Esc sets this
-        return original(messages, max_tokens, sampling, on_text_slow, cancel)
+        return original(messages, max_tokens, sampling, on_text_slow, cancel, seed_offset)
 
     educator.generate = generate_then_wait
     app = create_app(studio)

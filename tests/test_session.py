@@ -177,12 +177,12 @@ def test_stop_keeps_partial_text_marked_stopped(store):
     poet = ScriptedBackend(long_reply)
     original = poet.generate
 
-    def cancelling_generate(messages, max_tokens, sampling, on_text=None, cancel=None):
+    def cancelling_generate(messages, max_tokens, sampling, on_text=None, cancel=None, seed_offset=0):
         def on_text_then_cancel(piece):
             on_text(piece)
             if piece.strip() == "two":
                 cancel.set()
-        return original(messages, max_tokens, sampling, on_text_then_cancel, cancel)
+        return original(messages, max_tokens, sampling, on_text_then_cancel, cancel, seed_offset)
 
     poet.generate = cancelling_generate
     session = WorkshopSession.start(store, make_engine(ScriptedBackend(["Brief."]), poet), mode="write", text="x",
@@ -226,3 +226,14 @@ def test_empty_request_is_refused(store, text):
         WorkshopSession.start(store, make_engine(ScriptedBackend([]), ScriptedBackend([])), mode="write",
                               text=text, rounds=1, max_tokens=MaxTokens())
     assert store.list_sessions() == []
+
+
+def test_critique_again_samples_afresh_but_a_replay_repeats(store):
+    educator = ScriptedBackend(["Brief.", CRITIQUE, "Another reading."])
+    session = WorkshopSession.start(store, make_engine(educator, ScriptedBackend(["a draft"])), mode="write",
+                                    text="x", rounds=1, max_tokens=MaxTokens())
+    session.run()
+    session.critique_again()
+    first, again = educator.seed_offsets[1], educator.seed_offsets[2]
+    assert first != again  # the same question asked twice is sampled with another seed
+    assert educator.seed_offsets == [1, 3, 4]  # fixed by the step's place in the session
