@@ -299,16 +299,13 @@ class SessionStore:
     @contextmanager
     def _transaction(self) -> Iterator[None]:
         with self._lock:
-            yield from self._transaction_body()
-
-    def _transaction_body(self) -> Iterator[None]:
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
 
     # ------------------------------------------------------------------------ reading
     def get_node(self, node_id: str) -> Node:
