@@ -25,6 +25,18 @@ async def start_request(app, pilot, text: str = "a poem about the tide") -> Work
     return app.screen
 
 
+async def revised_and_selected(app, pilot, draft_index: int):
+    """Start a session, revise once, and select draft `draft_index` (0-based) in the history."""
+    screen = await start_request(app, pilot)
+    await pilot.press("r")
+    await settle(pilot)
+    tree = screen.query_one("#history")
+    draft = screen.session.tree.drafts()[draft_index]
+    tree.move_cursor(next(n for n in tree.root.children if n.data == draft.id))
+    await pilot.pause()
+    return screen, tree, draft
+
+
 def notifications(app) -> list[tuple[str, str]]:
     return [(n.title, n.message) for n in app._notifications]
 
@@ -116,14 +128,7 @@ async def test_ask_answers_in_the_critique_pane(studio):
 async def test_branch_from_draft_one_makes_a_sibling(studio):
     app = create_app(studio)
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = await start_request(app, pilot)
-        await pilot.press("r")
-        await settle(pilot)
-        tree = screen.query_one("#history")
-        first_draft = screen.session.tree.drafts()[0]
-        line = next(n for n in tree.root.children if n.data == first_draft.id)
-        tree.move_cursor(line)
-        await pilot.pause()
+        screen, tree, first_draft = await revised_and_selected(app, pilot, 0)
         assert screen.query_one(PoemArea).text == first_draft.text  # selecting shows that draft
         await pilot.press("b")
         await pilot.pause()
@@ -141,13 +146,7 @@ async def test_branch_from_draft_one_makes_a_sibling(studio):
 async def test_selecting_a_later_draft_shows_a_line_diff(studio):
     app = create_app(studio)
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = await start_request(app, pilot)
-        await pilot.press("r")
-        await settle(pilot)
-        tree = screen.query_one("#history")
-        second = screen.session.tree.drafts()[1]
-        tree.move_cursor(next(n for n in tree.root.children if n.data == second.id))
-        await pilot.pause()
+        screen, _tree, _second = await revised_and_selected(app, pilot, 1)
         diff = screen.query_one("#critique").source
         assert "-the mud keeps count" in diff and "+mud counts gulls" in diff
 
