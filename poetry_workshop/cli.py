@@ -262,6 +262,16 @@ def cmd_batch(args) -> int:
         studio.close()
 
 
+def cmd_app(args) -> int:
+    from poetry_workshop.tui.app import run_app
+
+    studio = _open_studio(args)  # the same checks and warnings as every other command
+    try:
+        return run_app(studio)
+    finally:
+        studio.close()
+
+
 COMMANDS = {"write": cmd_write, "critique": cmd_critique, "models": cmd_models, "setup": cmd_setup,
             "sessions": cmd_sessions}
 
@@ -275,9 +285,7 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error("--batch runs on its own; drop the subcommand")
             return cmd_batch(args)
         if args.command is None:
-            from poetry_workshop.tui.app import run_app
-
-            return run_app(args.config, args.educator, args.poet)
+            return cmd_app(args)
         return COMMANDS[args.command](args)
     except WorkshopError as exc:
         print(f"workshop: error: {exc}", file=sys.stderr)

@@ -86,17 +86,11 @@ def create_app(studio: Studio) -> WorkshopApp:
     return WorkshopApp(studio)
 
 
-def run_app(config=None, educator=None, poet=None) -> int:
-    """Open the studio (loading both models first), then run the app."""
+def run_app(studio: Studio) -> int:
+    """Load both models (before anything is drawn), then run the app on an opened studio."""
     import sys
 
-    studio = Studio.open(config, educator, poet)
-    try:
-        if studio.store.moved_aside is not None:
-            print(f"warning: unreadable session database moved to {studio.store.moved_aside}", file=sys.stderr)
-        print("loading the models…", file=sys.stderr)
-        studio.engine.load()
-        create_app(studio).run()
-    finally:
-        studio.close()
+    print("loading the models…", file=sys.stderr)
+    studio.engine.load()
+    create_app(studio).run()
     return 0
