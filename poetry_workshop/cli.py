@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     sessions.add_argument("--rounds", type=_rounds, metavar="N", default=argparse.SUPPRESS,
                           help="resume: run up to N rounds in total")
     _model_options(sessions, top=False)
+
+    from poetry_workshop.data_cli import add_data_parser
+
+    add_data_parser(sub)
     return parser
 
 
@@ -272,8 +276,14 @@ def cmd_app(args) -> int:
         studio.close()
 
 
+def cmd_data(args) -> int:
+    from poetry_workshop.data_cli import cmd_data as run_data
+
+    return run_data(args)
+
+
 COMMANDS = {"write": cmd_write, "critique": cmd_critique, "models": cmd_models, "setup": cmd_setup,
-            "sessions": cmd_sessions}
+            "sessions": cmd_sessions, "data": cmd_data}
 
 
 def main(argv: list[str] | None = None) -> int:

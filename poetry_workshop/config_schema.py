@@ -168,11 +168,27 @@ class ExportPipelineConfig:
 @dataclass
 class ClaudeSettings:
     model: str = setting("claude-sonnet-4-5", "Claude model that writes the teaching data")
-    max_tokens: int = setting(2048, "longest response per call")
+    max_tokens: int = setting(2048, "longest response per call, unless [max_tokens] names the task")
     concurrency: int = setting(8, "requests in flight")
     temperature: float | None = setting(None, "sent only when set; newer models may refuse it")
     top_p: float | None = setting(None, "sent only when set")
     max_retries: int = setting(4, "retries of a retryable failure before recording it failed")
+    timeout_s: float = setting(120.0, "seconds before one request counts as timed out")
+    retry_base_s: float = setting(1.0, "first backoff delay; it doubles per retry (retry-after wins)")
+    retry_max_s: float = setting(60.0, "longest single backoff delay")
+
+
+@dataclass
+class BatchSettings:
+    poll_s: float = setting(30.0, "seconds between polls of a submitted Message Batch")
+    max_rounds: int = setting(3, "batches submitted per run: later ones retry errored and expired requests")
+
+
+@dataclass
+class RawPoemSettings:
+    max_file_bytes: int = setting(5_000_000, "raw files larger than this are skipped with a warning")
+    max_poem_chars: int = setting(8_000, "longer poems are skipped with a warning")
+    min_poem_chars: int = setting(20, "shorter texts are skipped with a warning")
 
 
 @dataclass
@@ -186,6 +202,7 @@ class Price:
 @dataclass
 class PriceTable:
     as_of: str = setting("", "date the prices were read (YYYY-MM-DD)")
+    batch_discount: float = setting(0.5, "share of the price the Message Batches API charges")
     models: dict[str, Price] = setting({}, "price per model id")
 
 
@@ -193,8 +210,13 @@ class PriceTable:
 class GenerationConfig:
     FILE = "generation"
     claude: ClaudeSettings = setting(ClaudeSettings(), "the Claude client")
+    batch: BatchSettings = setting(BatchSettings(), "the Message Batches API (--batch-api)")
+    raw: RawPoemSettings = setting(RawPoemSettings(), "reading data/raw/{good,bad}")
     prices: PriceTable = setting(PriceTable(), "dated price table for the cost ledger")
+    seed: int = setting(1234, "seed of the brief attribute samplers and of poem pairing")
     limits: dict[str, int] = setting({}, "default --limit per task")
+    max_tokens: dict[str, int] = setting({}, "max_tokens per task, where it differs from claude.max_tokens")
+    expected_output_tokens: dict[str, int] = setting({}, "typical output tokens per task, for --estimate")
 
 
 # ------------------------------------------------------------------------------ app.toml

@@ -3,7 +3,8 @@
 Two roots: the project folder (config/, persona/, models/, data/ — shipped with the
 source tree) and the user folder (the session database and the user's own config).
 `POETRY_WORKSHOP_HOME` relocates the user folder, which is how tests keep away from a
-person's real files; `POETRY_WORKSHOP_ROOT` points at another project folder.
+person's real files; `POETRY_WORKSHOP_ROOT` points at another project folder and
+`POETRY_WORKSHOP_DATA` at another data folder (raw poems, generated and training data).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import platformdirs
 
 HOME_ENV = "POETRY_WORKSHOP_HOME"
 ROOT_ENV = "POETRY_WORKSHOP_ROOT"
+DATA_ENV = "POETRY_WORKSHOP_DATA"
 
 
 def project_root() -> Path:
@@ -37,7 +39,15 @@ def models_dir() -> Path:
 
 
 def data_dir() -> Path:
+    override = os.environ.get(DATA_ENV)
+    if override:
+        return Path(override).expanduser().resolve()
     return project_root() / "data"
+
+
+def annotated_dir() -> Path:
+    """Where the teaching-data generators append their records, rejects and ledger."""
+    return data_dir() / "annotated"
 
 
 def user_dir() -> Path:

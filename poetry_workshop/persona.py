@@ -54,6 +54,11 @@ def _read_text(path: Path) -> str:
     return text
 
 
+def read_persona_doc(name: str, folder: Path | None = None) -> str:
+    """One persona document by file name, checked like the system prompts."""
+    return _read_text((folder or locations.persona_dir()) / name)
+
+
 def load_persona(folder: Path | None = None) -> Persona:
     folder = folder or locations.persona_dir()
     return Persona(

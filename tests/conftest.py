@@ -22,9 +22,13 @@ STARTER = ROOT / "models" / starter.FILENAME
 
 @pytest.fixture(autouse=True)
 def workshop_home(tmp_path, monkeypatch) -> Path:
-    """Every test gets its own user folder, so none reads or writes a person's sessions."""
+    """Every test gets its own user folder and data folder, so none reads or writes a
+    person's sessions, poems or generated data."""
     home = tmp_path / "home"
     monkeypatch.setenv(locations.HOME_ENV, str(home))
+    monkeypatch.setenv(locations.DATA_ENV, str(tmp_path / "data"))
+    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
     for name in list(os.environ):
         if name.startswith("POETRY_WORKSHOP__"):
             monkeypatch.delenv(name)
