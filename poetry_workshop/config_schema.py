@@ -167,10 +167,11 @@ class ExportPipelineConfig:
 
 @dataclass
 class ClaudeSettings:
-    model: str = setting("claude-sonnet-4-5", "Claude model that writes the teaching data")
-    max_tokens: int = setting(2048, "longest response per call, unless [max_tokens] names the task")
+    model: str = setting("claude-sonnet-5-5", "Claude model that writes the teaching data")
+    max_tokens: int = setting(8000, "longest response per call (thinking included), unless [max_tokens] names the task")
+    effort: str = setting("", "output_config.effort (low, medium, high, xhigh, max); empty: not sent, the model's default")
     concurrency: int = setting(8, "requests in flight")
-    temperature: float | None = setting(None, "sent only when set; newer models may refuse it")
+    temperature: float | None = setting(None, "sent only when set; Sonnet 5 and later refuse non-default values")
     top_p: float | None = setting(None, "sent only when set")
     max_retries: int = setting(4, "retries of a retryable failure before recording it failed")
     timeout_s: float = setting(120.0, "seconds before one request counts as timed out")

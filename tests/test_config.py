@@ -16,9 +16,9 @@ def test_shipped_files_load_with_the_seed_values():
     assert s.poet_training.training.num_epochs == 6 and s.poet_training.training.max_seq == 512
     assert s.educator_training.training.base_model == "meta-llama/Llama-3.1-8B-Instruct"
     assert s.export.export.quantization == "Q4_K_M"
-    assert s.generation.claude.model == "claude-sonnet-4-5"
+    assert s.generation.claude.model == "claude-sonnet-5-5"
     assert s.generation.claude.temperature is None  # sampling is sent only when configured
-    assert s.generation.prices.models["claude-sonnet-4-5"].output_per_mtok == 15.0
+    assert s.generation.prices.models["claude-sonnet-5-5"].output_per_mtok == 10.0
 
 
 def test_layers_apply_in_order(workshop_home, tmp_path):

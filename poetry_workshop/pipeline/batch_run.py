@@ -124,8 +124,7 @@ async def _finish_batch(run: TeachingDataRun, client, state: dict, policy) -> li
         result = entry.result
         if result.type == "succeeded":
             # A batch result has no HTTP request of its own; the message id identifies it.
-            verdict = claude_calls.judge_message(result.message, run.task.tool_name, run.task.schema,
-                                                 getattr(result.message, "id", None))
+            verdict = claude_calls.judge_message(result.message, run.task.schema, getattr(result.message, "id", None))
             run.settle(item, verdict, batch_id=batch_id)
         elif result.type == "errored":
             kind = getattr(getattr(result.error, "error", None), "type", "api_error")

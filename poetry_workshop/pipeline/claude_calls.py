@@ -121,18 +121,19 @@ def describe_error(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def judge_message(message: Any, tool_name: str, schema: type[BaseModel], request_id: str | None) -> CallResult:
-    """Accept only a complete, schema-valid tool call; anything else is a reject with a reason."""
+def judge_message(message: Any, schema: type[BaseModel], request_id: str | None) -> CallResult:
+    """Accept only a complete, schema-valid JSON answer; anything else is a reject with a reason."""
     usage = Usage.from_api(getattr(message, "usage", None))
     stop = getattr(message, "stop_reason", None)
     if stop in ("max_tokens", "refusal", "model_context_window_exceeded"):
         return CallResult("rejected", usage=usage, request_id=request_id, reason=f"stop_reason {stop}")
-    block = next((b for b in message.content if getattr(b, "type", "") == "tool_use" and b.name == tool_name), None)
-    if block is None:
+    # Thinking blocks (adaptive thinking is on by default on current models) are not the answer.
+    text = "".join(b.text for b in message.content if getattr(b, "type", "") == "text").strip()
+    if not text:
         return CallResult("rejected", usage=usage, request_id=request_id,
-                          reason=f"no {tool_name} tool call in the reply (stop_reason {stop})")
+                          reason=f"no text in the reply (stop_reason {stop})")
     try:
-        output = schema.model_validate(block.input).model_dump(by_alias=True)
+        output = schema.model_validate_json(text).model_dump(by_alias=True)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'output'}: {e['msg']}" for e in exc.errors()[:5])
         return CallResult("rejected", usage=usage, request_id=request_id, reason=f"invalid output: {problems}")
@@ -163,14 +164,18 @@ def _access_error(exc: Exception) -> ClaudeAccessError:
     )
 
 
-async def call_structured(client: anthropic.AsyncAnthropic, params: dict[str, Any], tool_name: str,
+async def call_structured(client: anthropic.AsyncAnthropic, params: dict[str, Any],
                           schema: type[BaseModel], policy: RetryPolicy) -> CallResult:
     """Stream one request to the end and judge it; retry transient faults per `policy`."""
+    params = dict(params)
+    # The SDK no longer has arguments for sampling parameters (current models refuse them);
+    # when a person configures them anyway they go in the body as written.
+    sampling = {key: params.pop(key) for key in ("temperature", "top_p") if key in params}
     attempt = 0
     while True:
         attempt += 1
         try:
-            async with client.messages.stream(**params) as stream:
+            async with client.messages.stream(**params, extra_body=sampling or None) as stream:
                 message = await stream.get_final_message()
                 request_id = stream.request_id
         except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as exc:
@@ -181,6 +186,6 @@ async def call_structured(client: anthropic.AsyncAnthropic, params: dict[str, An
                 continue
             return CallResult("failed", request_id=getattr(exc, "request_id", None),
                               reason=describe_error(exc), attempts=attempt)
-        result = judge_message(message, tool_name, schema, request_id)
+        result = judge_message(message, schema, request_id)
         result.attempts = attempt
         return result

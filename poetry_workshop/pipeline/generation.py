@@ -109,7 +109,7 @@ class TeachingDataRun:
         self.run_id = uuid.uuid4().hex[:12]
         self.version = self.task.version()
         self.prefix = self.task.shared_prefix()
-        self.tool = self.task.tool()
+        self.output_format = self.task.output_format()
 
         out = options.output or locations.annotated_dir() / f"{options.task}.jsonl"
         self.output = Path(out)
@@ -251,13 +251,14 @@ class TeachingDataRun:
         params: dict[str, Any] = {
             "model": self.model,
             "max_tokens": self.max_tokens,
-            # The shared prefix is marked for caching: tools and system are identical for every
-            # request of the task, so after the first call they are read at a tenth of the price.
+            # The shared prefix is marked for caching: the system text is identical for every
+            # request of the task, so after the first call it is read at a fraction of the price.
             "system": [{"type": "text", "text": self.prefix, "cache_control": {"type": "ephemeral"}}],
-            "tools": [self.tool],
-            "tool_choice": {"type": "tool", "name": self.task.tool_name},
             "messages": [{"role": "user", "content": item.prompt}],
+            "output_config": {"format": self.output_format},
         }
+        if self.gen.claude.effort:
+            params["output_config"]["effort"] = self.gen.claude.effort
         if self.gen.claude.temperature is not None:
             params["temperature"] = self.gen.claude.temperature
         if self.gen.claude.top_p is not None:
@@ -265,7 +266,8 @@ class TeachingDataRun:
         return params
 
     def worst_case(self, item: WorkItem, batch: bool = False) -> float:
-        tokens = _count_tokens_guess(self.prefix) + _count_tokens_guess(item.prompt) + _count_tokens_guess(str(self.tool))
+        tokens = (_count_tokens_guess(self.prefix) + _count_tokens_guess(item.prompt)
+                  + _count_tokens_guess(str(self.output_format)))
         return self.prices.worst_case(self.model, tokens, self.max_tokens, batch)
 
     # ------------------------------------------------------------------- writing results
@@ -351,25 +353,30 @@ class TeachingDataRun:
         inflight: dict[asyncio.Task, tuple[WorkItem, float]] = {}
         reserved = 0.0
         exhausted = False
+        waiting: WorkItem | None = None  # an item held back until spending leaves room for it
         try:
             async with client:
                 while True:
                     while (not exhausted and self.report.stopped is None and len(inflight) < self.concurrency
                            and len(inflight) < self.need):  # need shrinks as records land
-                        item = next(items, None)
+                        item = waiting or next(items, None)
+                        waiting = None
                         if item is None:
                             exhausted = True
                             break
                         worst = self.worst_case(item)
                         cap = self.options.max_cost
                         if cap is not None and self.report.dollars + reserved + worst > cap:
+                            if inflight:  # their reservations may free enough room; wait for them
+                                waiting = item
+                                break
                             self.report.stopped = (
                                 f"stopped by --max-cost ${cap:.2f}: ${self.report.dollars:.4f} spent, and the next "
                                 f"call could cost up to ${worst:.4f}"
                             )
                             break
                         task = asyncio.create_task(claude_calls.call_structured(
-                            client, self.request_params(item), self.task.tool_name, self.task.schema, policy))
+                            client, self.request_params(item), self.task.schema, policy))
                         inflight[task] = (item, worst)
                         reserved += worst
                     if not inflight:
@@ -399,7 +406,7 @@ class TeachingDataRun:
         n = len(items)
         sample = items[:5]
         counted = "text length (about 4 characters a token)"
-        prefix_tokens = math.ceil(len(self.prefix + str(self.tool)) / 4)
+        prefix_tokens = math.ceil(len(self.prefix) / 4)
         per_item = [math.ceil(len(i.prompt) / 4) for i in sample]
         try:
             client = claude_calls.make_client(self.gen.claude)
@@ -427,8 +434,8 @@ class TeachingDataRun:
     async def _count_tokens(self, client, sample: list[WorkItem]) -> tuple[int, list[int]]:
         async with client:
             def counted(messages):
-                return client.messages.count_tokens(model=self.model, system=self.prefix, tools=[self.tool],
-                                                    messages=messages)
+                return client.messages.count_tokens(model=self.model, system=self.prefix, messages=messages,
+                                                    output_config={"format": self.output_format})
             prefix = await counted([{"role": "user", "content": "."}])
             full = await asyncio.gather(*(counted([{"role": "user", "content": i.prompt}]) for i in sample))
         base = prefix.input_tokens

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from anthropic import transform_schema
 from pydantic import BaseModel, Field
 
 from poetry_workshop import prompts
@@ -133,31 +134,13 @@ _PREAMBLE = (
     "You write teaching data for two small local models in a poetry workshop app: the Educator, "
     "who critiques drafts the way the best workshops do, and the Poet, who writes from a brief and "
     "revises from a critique in a voice that does not sound machine-written. Every answer you give "
-    "becomes a training example, so follow the method in the documents below exactly, and record "
-    "your answer with the tool provided, filling every field."
+    "becomes a training example, so follow the method in the documents below exactly, and answer "
+    "with one JSON object in the requested format, every field filled."
 )
 
 
 def _canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-
-
-def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The model's JSON schema with `$ref`s replaced by their definitions: tool schemas are
-    read by models, and a flat schema reads best."""
-    schema = model.model_json_schema()
-    defs = schema.pop("$defs", {})
-
-    def resolve(node: Any) -> Any:
-        if isinstance(node, dict):
-            if "$ref" in node:
-                return resolve(defs[node["$ref"].rsplit("/", 1)[-1]])
-            return {k: resolve(v) for k, v in node.items() if k != "title"}
-        if isinstance(node, list):
-            return [resolve(v) for v in node]
-        return node
-
-    return resolve(schema)
 
 
 @dataclass(frozen=True)
@@ -171,16 +154,12 @@ class TeachingTask:
     templates: dict[str, str]
     schema: type[BaseModel]
 
-    @property
-    def tool_name(self) -> str:
-        return "record_" + self.name.replace("-", "_")
-
-    def tool(self) -> dict[str, Any]:
-        return {
-            "name": self.tool_name,
-            "description": f"Record one {self.name} teaching example. Fill every field.",
-            "input_schema": inline_schema(self.schema),
-        }
+    def output_format(self) -> dict[str, Any]:
+        """The API's JSON-schema output format (structured outputs). Forced tool use would
+        be the older way, but current models refuse it; the SDK's transform moves the
+        constraints the API does not enforce (lengths, minimums) into the descriptions, and
+        pydantic checks them on the way back."""
+        return {"type": "json_schema", "schema": transform_schema(self.schema.model_json_schema())}
 
     def shared_prefix(self) -> str:
         parts = [_PREAMBLE]
@@ -195,7 +174,7 @@ class TeachingTask:
         return "\n\n".join(parts)
 
     def version(self) -> str:
-        material = _canonical([self.shared_prefix(), self.templates, self.tool()])
+        material = _canonical([self.shared_prefix(), self.templates, self.output_format()])
         return hashlib.sha256(material.encode("utf-8")).hexdigest()[:10]
 
     def item(self, inputs: dict[str, Any], version: str) -> WorkItem:
