@@ -171,6 +171,7 @@ class ClaudeSettings:
     max_tokens: int = setting(8000, "longest response per call (thinking included), unless [max_tokens] names the task")
     effort: str = setting("", "output_config.effort (low, medium, high, xhigh, max); empty: not sent, the model's default")
     concurrency: int = setting(8, "requests in flight")
+    prompt_cache: bool = setting(True, "mark the shared persona prefix for prompt caching (cache reads cost a tenth)")
     temperature: float | None = setting(None, "sent only when set; Sonnet 5 and later refuse non-default values")
     top_p: float | None = setting(None, "sent only when set")
     max_retries: int = setting(4, "retries of a retryable failure before recording it failed")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up Poetry Workshop in ./.venv: the package, its dependencies and the starter model.
-#   bash scripts/setup.sh          the app and the command line
-#   bash scripts/setup.sh --test   the same, plus the test tools
+#   bash scripts/setup.sh             the app and the command line
+#   bash scripts/setup.sh --pipeline  the same, plus the teaching-data pipeline (Claude API, data sets)
+#   bash scripts/setup.sh --test      everything above, plus the test tools
 # Safe to run again: it only installs what is missing. The first run compiles llama.cpp
 # (llama-cpp-python ships only a source distribution): several minutes; pip caches the wheel.
 set -euo pipefail
@@ -16,8 +17,9 @@ fi
 extras=""
 case "${1:-}" in
     "") ;;
-    --test) extras="[test]" ;;
-    *) echo "setup: unknown option '$1'; use --test or nothing" >&2; exit 2 ;;
+    --pipeline) extras="[pipeline]" ;;
+    --test) extras="[test,pipeline]" ;;
+    *) echo "setup: unknown option '$1'; use --pipeline, --test or nothing" >&2; exit 2 ;;
 esac
 
 if [ ! -x .venv/bin/python ]; then

@@ -253,10 +253,12 @@ class TeachingDataRun:
             "max_tokens": self.max_tokens,
             # The shared prefix is marked for caching: the system text is identical for every
             # request of the task, so after the first call it is read at a fraction of the price.
-            "system": [{"type": "text", "text": self.prefix, "cache_control": {"type": "ephemeral"}}],
+            "system": [{"type": "text", "text": self.prefix}],
             "messages": [{"role": "user", "content": item.prompt}],
             "output_config": {"format": self.output_format},
         }
+        if self.gen.claude.prompt_cache:
+            params["system"][0]["cache_control"] = {"type": "ephemeral"}
         if self.gen.claude.effort:
             params["output_config"]["effort"] = self.gen.claude.effort
         if self.gen.claude.temperature is not None:
@@ -413,13 +415,20 @@ class TeachingDataRun:
         except ConfigError:
             client = None
         if client is not None and sample:
-            prefix_tokens, per_item = asyncio.run(self._count_tokens(client, sample))
-            counted = "the count-tokens endpoint"
+            try:
+                prefix_tokens, per_item = asyncio.run(self._count_tokens(client, sample))
+                counted = "the count-tokens endpoint"
+            except claude_calls.anthropic.APIError as exc:  # refused credentials still stop the run
+                counted += f"; the count-tokens endpoint failed ({claude_calls.describe_error(exc)})"
         mean_item = sum(per_item) / len(per_item) if per_item else 0
         expected_out = self.gen.expected_output_tokens.get(self.task.name, self.max_tokens // 2)
-        writes = min(self.concurrency, n)  # calls that start before the first has written the cache
-        online = Usage(input_tokens=round(mean_item * n), output_tokens=expected_out * n,
-                       cache_write_tokens=prefix_tokens * writes, cache_read_tokens=prefix_tokens * (n - writes))
+        if self.gen.claude.prompt_cache:
+            writes = min(self.concurrency, n)  # calls that start before the first has cached the prefix
+            cached = Usage(cache_write_tokens=prefix_tokens * writes, cache_read_tokens=prefix_tokens * (n - writes))
+        else:
+            cached = Usage(input_tokens=prefix_tokens * n)
+        online = Usage(input_tokens=round(mean_item * n), output_tokens=expected_out * n) + cached
+        # Batches cache only on a best-effort basis: priced here as if they never do.
         batch = Usage(input_tokens=round((mean_item + prefix_tokens) * n), output_tokens=expected_out * n)
         return {
             "task": self.task.name, "calls": n, "model": self.model, "prices_as_of": self.gen.prices.as_of,
@@ -432,10 +441,12 @@ class TeachingDataRun:
         }
 
     async def _count_tokens(self, client, sample: list[WorkItem]) -> tuple[int, list[int]]:
+        policy = claude_calls.RetryPolicy.from_settings(self.gen.claude)
         async with client:
             def counted(messages):
-                return client.messages.count_tokens(model=self.model, system=self.prefix, messages=messages,
-                                                    output_config={"format": self.output_format})
+                return claude_calls.with_retries(lambda: client.messages.count_tokens(
+                    model=self.model, system=self.prefix, messages=messages,
+                    output_config={"format": self.output_format}), policy)
             prefix = await counted([{"role": "user", "content": "."}])
             full = await asyncio.gather(*(counted([{"role": "user", "content": i.prompt}]) for i in sample))
         base = prefix.input_tokens
