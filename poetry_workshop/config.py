@@ -23,6 +23,7 @@ from poetry_workshop.config_schema import (
     ExportPipelineConfig,
     GenerationConfig,
     InferenceConfig,
+    QualityGateConfig,
     TrainingConfig,
 )
 from poetry_workshop.errors import ConfigError
@@ -37,6 +38,7 @@ SCHEMAS: dict[str, type] = {
     "export_pipeline": ExportPipelineConfig,
     "generation": GenerationConfig,
     "app": AppConfig,
+    "quality_gate": QualityGateConfig,
 }
 
 T = TypeVar("T")
@@ -52,6 +54,7 @@ class Settings:
     export: ExportPipelineConfig
     generation: GenerationConfig
     app: AppConfig
+    gate: QualityGateConfig
     sources: list[str]
 
 
@@ -227,5 +230,6 @@ def load_settings(
         export=loaded["export_pipeline"],
         generation=loaded["generation"],
         app=loaded["app"],
+        gate=loaded["quality_gate"],
         sources=sources,
     )

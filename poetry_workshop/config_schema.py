@@ -120,6 +120,7 @@ class QuantSettings:
 class TrainingData:
     train: str = setting("", "training set (JSONL of {messages})")
     valid: str = setting("", "validation set (JSONL of {messages})")
+    valid_share: float = setting(0.1, "share of source poems whose examples go to the validation set")
 
 
 @dataclass
@@ -219,6 +220,63 @@ class GenerationConfig:
     limits: dict[str, int] = setting({}, "default --limit per task")
     max_tokens: dict[str, int] = setting({}, "max_tokens per task, where it differs from claude.max_tokens")
     expected_output_tokens: dict[str, int] = setting({}, "typical output tokens per task, for --estimate")
+
+
+# ------------------------------------------------------------------------ quality_gate.toml
+
+
+@dataclass
+class LlmIsmRule:
+    max_ratio_to_baseline: float = setting(2.0, "reject above this multiple of the human rate per 1,000 words")
+    default_baseline_per_1k: float = setting(7.0, "human rate when data/raw/good/ has no poems to measure")
+    min_weighted_hits: float = setting(6.0, "never reject below this many weighted hits (short texts swing)")
+
+
+@dataclass
+class PoeticDefaultsRule:
+    max_cliche_weight: float = setting(3.0, "weighted dead-metaphor and poetic-default hits allowed in a poem")
+    max_end_rhyme_share: float = setting(0.5, "share of rhyming line ends allowed when the brief did not ask for rhyme")
+    max_we_share: float = setting(0.5, "share of we/us/our among pronouns allowed unless the brief asks for it")
+    min_we_count: int = setting(3, "the we-voice check applies from this many we/us/our")
+
+
+@dataclass
+class FormRule:
+    line_slack: int = setting(2, "lines a poem may fall outside the brief's length range")
+    syllable_slack: int = setting(1, "syllables a line of a syllabic form may be off by")
+
+
+@dataclass
+class CritiqueRule:
+    max_praise_share: float = setting(0.6, "largest share of sentences that may be praise")
+    min_suggestions: int = setting(1, "actionable suggestions a critique needs")
+    max_new_verse_lines: int = setting(3, "lines of new verse (not the poem's) before a critique counts as rewriting")
+
+
+@dataclass
+class RevisionRule:
+    min_flagged_changed: float = setting(0.5, "share of the lines the critique quoted that the revision must change")
+    max_unflagged_change: float = setting(0.6, "largest change (1 - similarity) allowed in the lines it did not quote")
+
+
+@dataclass
+class HygieneRule:
+    min_chars: int = setting(40, "shortest text a record's main field may hold")
+    max_chars: int = setting(12_000, "longest text a record's main field may hold")
+    copy_ngram: int = setting(6, "word n-gram length for the verbatim-copying check")
+    max_copy_share: float = setting(0.3, "share of a poem's n-grams allowed to come from a source poem")
+    near_duplicate_jaccard: float = setting(0.8, "shingle similarity at which two records count as one")
+
+
+@dataclass
+class QualityGateConfig:
+    FILE = "quality_gate"
+    llm_isms: LlmIsmRule = setting(LlmIsmRule(), "LLM-isms relative to the human baseline")
+    poetic_defaults: PoeticDefaultsRule = setting(PoeticDefaultsRule(), "clichés and the machine-poem signature")
+    form: FormRule = setting(FormRule(), "form against the brief")
+    critique: CritiqueRule = setting(CritiqueRule(), "grounded, actionable critique")
+    revision: RevisionRule = setting(RevisionRule(), "revisions change what was flagged")
+    hygiene: HygieneRule = setting(HygieneRule(), "length, template tokens, copying, near-duplicates")
 
 
 # ------------------------------------------------------------------------------ app.toml

@@ -79,6 +79,32 @@ def add_data_parser(sub) -> None:
     gen.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
                      help="a TOML file that overrides the config files (e.g. [generation.claude])")
 
+    gate = data_sub.add_parser(
+        "gate", help="keep the records good enough to teach from; log every rejection with its evidence",
+        description="Check generated records against the quality rules (LLM-isms relative to your own poems, "
+        "clichés and the machine-poem signature, form against the brief, grounded critique, focused "
+        "revision, hygiene, copying, near-duplicates; thresholds in config/quality_gate.toml). Kept "
+        "records go to --output; every rejection (id, rule, evidence) to --reject-log.",
+    )
+    gate.add_argument("input", metavar="INPUT", help="generated records, e.g. data/annotated/critiques.jsonl")
+    gate.add_argument("--output", metavar="PATH", help="kept records (default data/gated/INPUT.jsonl)")
+    gate.add_argument("--reject-log", metavar="PATH", help="rejections (default beside --output, .rejects.jsonl)")
+    gate.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="a TOML file of overrides")
+
+    prep = data_sub.add_parser(
+        "prepare", help="turn gated records into the Educator's and the Poet's training sets",
+        description="Build data/educator_training/{train,valid}.jsonl and data/poet_training/{train,valid}.jsonl "
+        "from data/gated/*.jsonl: one {\"messages\": [...]} per line in the app's own prompts, split by "
+        "source poem so no poem is in both sets, every example checked to fit max_seq.",
+    )
+    only = prep.add_mutually_exclusive_group()
+    only.add_argument("--educator-only", action="store_true", help="only the Educator's sets")
+    only.add_argument("--poet-only", action="store_true", help="only the Poet's sets")
+    prep.add_argument("--min-samples", type=_positive_int("--min-samples"), metavar="N",
+                      help="cap each training set at N examples (a quick run)")
+    prep.add_argument("--seed", type=int, metavar="N", help="split seed (default: the training config's seed)")
+    prep.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="a TOML file of overrides")
+
 
 class GenerationBar:
     """Progress of a generation run on stderr: a live bar on a terminal, a line per tenth otherwise."""
@@ -180,7 +206,49 @@ def cmd_generate(args) -> int:
     return ExitCode.OK if reached or (capped and report.failed == 0) else ExitCode.FAILED
 
 
+def cmd_gate(args) -> int:
+    from poetry_workshop.config import load_settings
+    from poetry_workshop.pipeline.quality_gate import format_table, gate_file
+
+    def path(value):
+        return Path(value).expanduser() if value else None
+
+    settings = load_settings(args.config)
+    run = gate_file(settings, Path(args.input).expanduser(), path(args.output), path(args.reject_log))
+    _warn_all(run.warnings)
+    print(format_table(run.report))
+    print(f"gate: kept {run.report.kept} of {run.report.seen} records in {run.output}; "
+          f"{run.report.rejected} rejected, reasons in {run.reject_log}; LLM-ism baseline "
+          f"{run.baseline:.1f} per 1,000 words from {run.baseline_source}", file=sys.stderr)
+    return ExitCode.OK
+
+
+def cmd_prepare(args) -> int:
+    from poetry_workshop.config import load_settings
+    from poetry_workshop.pipeline.training_sets import prepare
+
+    roles = ["educator"] if args.educator_only else ["poet"] if args.poet_only else ["educator", "poet"]
+    settings = load_settings(args.config)
+    run = prepare(settings, roles, args.min_samples, args.seed)
+    _warn_all(run.warnings)
+    for role in run.skipped:
+        print(f"prepare: no {role} examples in the gated records; its sets were not written", file=sys.stderr)
+    for report in run.reports:
+        if report.token_note:
+            print(f"warning: {report.token_note}", file=sys.stderr)
+        print(f"{report.role}: {report.paths['train']} and {report.paths['valid'].name}")
+        print(f"  {'task':<12} {'train':>6} {'valid':>6}")
+        for task in sorted({t for t, _ in report.counts}):
+            print(f"  {task:<12} {report.counts.get((task, 'train'), 0):>6} {report.counts.get((task, 'valid'), 0):>6}")
+        p = report.percentiles()
+        print("  tokens: " + ", ".join(f"{k} {v}" for k, v in p.items()))
+        for reason, n in report.dropped.items():
+            print(f"  dropped {n}: {reason}")
+    return ExitCode.OK
+
+
 def cmd_data(args) -> int:
-    if args.data_command == "generate":
-        return cmd_generate(args)
+    actions = {"generate": cmd_generate, "gate": cmd_gate, "prepare": cmd_prepare}
+    if args.data_command in actions:
+        return actions[args.data_command](args)
     raise WorkshopError(f"unknown data action {args.data_command!r}")

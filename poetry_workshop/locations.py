@@ -69,3 +69,12 @@ def resolve_project_path(path: str | Path) -> Path:
     """Relative paths in config files are relative to the project folder, not the cwd."""
     p = Path(path).expanduser()
     return p if p.is_absolute() else project_root() / p
+
+
+def resolve_data_path(path: str | Path) -> Path:
+    """Config paths under data/ follow the data folder (POETRY_WORKSHOP_DATA); others are
+    relative to the project folder."""
+    p = Path(path).expanduser()
+    if not p.is_absolute() and p.parts[:1] == ("data",):
+        return data_dir().joinpath(*p.parts[1:])
+    return resolve_project_path(p)

@@ -71,6 +71,20 @@ def revise_request(critique: str, current_draft: str | None) -> str:
     )
 
 
+def autopsy_request(poem: str) -> str:
+    return (
+        "Perform a cliché autopsy on this poem. Its lines are numbered for reference:\n\n"
+        f"{numbered(poem)}"
+    )
+
+
+def comparison_request(poem_a: str, poem_b: str) -> str:
+    return (
+        f"Compare these two poems.\n\nPoem A, lines numbered:\n\n{numbered(poem_a)}\n\n"
+        f"Poem B, lines numbered:\n\n{numbered(poem_b)}"
+    )
+
+
 def question_request(question: str) -> str:
     return f"A craft question from the writer: {question.strip()}\n\nAnswer it as a short lesson."
 
