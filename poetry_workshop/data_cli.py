@@ -147,6 +147,20 @@ class GenerationBar:
                   f"{event.failed} failed, ${event.dollars:.4f}{note}", file=self.stream, flush=True)
 
 
+class _Warnings:
+    """Warnings printed as they come, the first MAX_WARNINGS_SHOWN in full, then a count."""
+
+    def __init__(self):
+        self.count = 0
+
+    def __call__(self, line: str) -> None:
+        self.count += 1
+        if self.count <= MAX_WARNINGS_SHOWN:
+            print(f"warning: {line}", file=sys.stderr)
+        elif self.count == MAX_WARNINGS_SHOWN + 1:
+            print("warning: … and more like these (not shown)", file=sys.stderr)
+
+
 def _warn_all(warnings: list[str]) -> None:
     for line in warnings[:MAX_WARNINGS_SHOWN]:
         print(f"warning: {line}", file=sys.stderr)
@@ -214,8 +228,8 @@ def cmd_gate(args) -> int:
         return Path(value).expanduser() if value else None
 
     settings = load_settings(args.config)
-    run = gate_file(settings, Path(args.input).expanduser(), path(args.output), path(args.reject_log))
-    _warn_all(run.warnings)
+    run = gate_file(settings, Path(args.input).expanduser(), path(args.output), path(args.reject_log),
+                    warn=_Warnings())
     print(format_table(run.report))
     print(f"gate: kept {run.report.kept} of {run.report.seen} records in {run.output}; "
           f"{run.report.rejected} rejected, reasons in {run.reject_log}; LLM-ism baseline "
@@ -229,8 +243,7 @@ def cmd_prepare(args) -> int:
 
     roles = ["educator"] if args.educator_only else ["poet"] if args.poet_only else ["educator", "poet"]
     settings = load_settings(args.config)
-    run = prepare(settings, roles, args.min_samples, args.seed)
-    _warn_all(run.warnings)
+    run = prepare(settings, roles, args.min_samples, args.seed, warn=_Warnings())
     for role in run.skipped:
         print(f"prepare: no {role} examples in the gated records; its sets were not written", file=sys.stderr)
     for report in run.reports:

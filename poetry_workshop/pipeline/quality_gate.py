@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -425,7 +425,6 @@ class GateRun:
     report: GateReport
     baseline: float
     baseline_source: str
-    warnings: list[str]
 
 
 def read_records(path: Path) -> tuple[list[dict], list[str]]:
@@ -466,12 +465,16 @@ def read_records(path: Path) -> tuple[list[dict], list[str]]:
     return records, warnings
 
 
-def gate_file(settings, input_path: Path, output: Path | None = None, reject_log: Path | None = None) -> GateRun:
+def gate_file(settings, input_path: Path, output: Path | None = None, reject_log: Path | None = None,
+              warn: Callable[[str], None] = lambda line: None) -> GateRun:
+    """Gate one records file; bad lines go to `warn` before anything else happens."""
     from poetry_workshop.persona import load_llm_isms
     from poetry_workshop.pipeline.jsonl_log import write_jsonl_atomic
     from poetry_workshop.pipeline.raw_poems import RawPoemReader
 
     records, warnings = read_records(input_path)
+    for line in warnings:
+        warn(line)
     if not records:
         raise ConfigError(f"{input_path}: no usable records in it (see the warnings); nothing was written")
     output = output or locations.data_dir() / "gated" / f"{input_path.stem}.jsonl"
@@ -496,7 +499,7 @@ def gate_file(settings, input_path: Path, output: Path | None = None, reject_log
     report = run_gate(gate, records, kept.append, rejects.append)
     write_jsonl_atomic(output, kept)
     write_jsonl_atomic(reject_log, rejects)
-    return GateRun(output, reject_log, report, baseline, source, warnings)
+    return GateRun(output, reject_log, report, baseline, source)
 
 
 def format_table(report: GateReport) -> str:

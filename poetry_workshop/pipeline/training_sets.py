@@ -201,7 +201,12 @@ class TokenCounter:
 
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found")
-        llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+        from llama_cpp._utils import suppress_stdout_stderr
+
+        # A vocabulary-only load has no training context and llama.cpp warns about it on
+        # stderr; nothing here runs the model, so that warning is noise.
+        with suppress_stdout_stderr(disable=False):
+            llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
         template = llm.metadata.get("tokenizer.chat_template")
         if not template:
             raise ValueError("the GGUF has no chat template")
@@ -297,13 +302,13 @@ ROLE_TASKS = {
 @dataclass
 class PrepareRun:
     reports: list[SetReport]
-    warnings: list[str]
     skipped: list[str]  # roles with no examples
 
 
 def prepare(settings, roles: Iterable[str], min_samples: int | None, seed: int | None,
-            gated_dir: Path | None = None) -> PrepareRun:
-    """Read every gated file, build the sets for `roles`, check them all, then write them."""
+            gated_dir: Path | None = None, warn: Callable[[str], None] = lambda line: None) -> PrepareRun:
+    """Read every gated file, build the sets for `roles`, check them all, then write them.
+    Problems with single lines or examples go to `warn` as they are found."""
     from poetry_workshop.persona import load_persona
     from poetry_workshop.pipeline.quality_gate import read_records
 
@@ -312,10 +317,11 @@ def prepare(settings, roles: Iterable[str], min_samples: int | None, seed: int |
     if not files:
         raise ConfigError(f"{gated_dir}: no gated records; run `workshop data gate data/annotated/TASK.jsonl` "
                           "first (nothing was written)")
-    records, warnings, seen = [], [], set()
+    records, seen = [], set()
     for path in files:
         found, problems = read_records(path)
-        warnings += problems
+        for problem in problems:
+            warn(problem)
         for r in found:
             if r["id"] not in seen:
                 seen.add(r["id"])
@@ -339,7 +345,7 @@ def prepare(settings, roles: Iterable[str], min_samples: int | None, seed: int |
         sets, report = build_set(role, mine, split, persona, config.training.max_seq, counter, min_samples, share)
         if not sets["train"]:
             skipped.append(role)
-            warnings.append(f"{role}: every example was dropped ({dict(report.dropped)}); its set is not written")
+            warn(f"{role}: every example was dropped ({dict(report.dropped)}); its set is not written")
             continue
         report.paths = {"train": locations.resolve_data_path(config.data.train),
                         "valid": locations.resolve_data_path(config.data.valid)}
@@ -349,4 +355,4 @@ def prepare(settings, roles: Iterable[str], min_samples: int | None, seed: int |
                           "(nothing was written)")
     for sets, report in built:
         write_sets(sets, report.paths)
-    return PrepareRun([report for _, report in built], warnings, skipped)
+    return PrepareRun([report for _, report in built], skipped)
