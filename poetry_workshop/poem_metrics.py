@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from difflib import SequenceMatcher
@@ -26,7 +27,7 @@ _PLURAL = {"we", "us", "our", "ours", "ourselves"}
 
 
 def words(text: str) -> list[str]:
-    return [w.lower().replace("’", "'") for w in _WORD.findall(text)]
+    return _WORD.findall(text.lower().replace("’", "'"))
 
 
 def poem_lines(text: str) -> list[str]:
@@ -60,31 +61,78 @@ class Hit:
 
 
 class LlmIsmMatcher:
-    """All entries of anti_llm_isms.txt, compiled into one alternation per category so a
-    text is scanned once per category rather than once per entry."""
+    """All entries of anti_llm_isms.txt, matched in one pass over a text's words.
+
+    Literal phrases (most of the file) go into a table keyed by their first word, so a
+    text is read once whatever the number of entries; only the `re:` entries run as
+    regular expressions. A literal matches on word boundaries, case-insensitively, across
+    line breaks, as `persona.parse_llm_isms` defines it."""
 
     def __init__(self, isms: Iterable[LlmIsm]):
-        by_category: dict[str, list[LlmIsm]] = {}
+        self.weights: dict[str, float] = {}
+        self.single: dict[str, list[str]] = {}  # one-word phrase -> categories
+        self.multi: dict[tuple[str, str], list[tuple[tuple[str, ...], str]]] = {}  # first two words -> phrases
+        # `re:` entries, each with alternatives of which one must occur for it to match: the
+        # most selective group _required finds (longest shortest member), or None.
+        self.patterns: list[tuple[re.Pattern[str], str, tuple[str, ...] | None]] = []
         for ism in isms:
-            by_category.setdefault(ism.category, []).append(ism)
-        self.weights = {cat: entries[0].weight for cat, entries in by_category.items()}
-        self.patterns = {
-            cat: re.compile("|".join(f"(?:{_inline_flags(e.pattern)})" for e in entries))
-            for cat, entries in by_category.items()
-        }
+            self.weights.setdefault(ism.category, ism.weight)
+            if ism.source.startswith("re:"):
+                groups = _required(ism.pattern)
+                best = max(groups, key=lambda g: min(map(len, g)), default=None)
+                self.patterns.append((ism.pattern, ism.category, best))
+                continue
+            tokens = tuple(_token_texts(ism.source))
+            if len(tokens) == 1:
+                self.single.setdefault(tokens[0], []).append(ism.category)
+            elif tokens:
+                self.multi.setdefault(tokens[:2], []).append((tokens, ism.category))
+        self._literal_cache: dict[str, list[Hit]] = {}
 
     def hits(self, text: str, categories: Iterable[str] | None = None) -> list[Hit]:
-        """Every match, scanning the whole text (some phrases run across a line break)."""
-        wanted = set(categories) if categories is not None else None
-        starts = _nonblank_line_starts(text)
-        out = []
-        for cat, pattern in self.patterns.items():
-            if wanted is not None and cat not in wanted:
+        """Every match, in the whole text (a phrase may run across a line break)."""
+        wanted = frozenset(categories) if categories is not None else None
+        literal = self._literal_cache.get(text)
+        if literal is None:
+            # The same poem is asked about twice (slop, then clichés): its words are read once.
+            if len(self._literal_cache) > 64:
+                self._literal_cache.clear()
+            literal = self._literal_cache[text] = self._literal_hits(text)
+        out = [h for h in literal if wanted is None or h.category in wanted]
+        lowered = None
+        for pattern, category, required in self.patterns:
+            if wanted is not None and category not in wanted:
                 continue
-            for m in pattern.finditer(text):
-                line = max(1, bisect.bisect_right(starts, m.start()))
-                out.append(Hit(cat, " ".join(m.group(0).split()), self.weights[cat], line))
+            lowered = lowered if lowered is not None else text.lower()
+            if required is None or any(lit in lowered for lit in required):
+                starts = _nonblank_line_starts(text)
+                out.extend(Hit(category, " ".join(m.group(0).split()), self.weights[category],
+                               max(1, bisect.bisect_right(starts, m.start()))) for m in pattern.finditer(text))
         return out
+
+    def _literal_hits(self, text: str) -> list[Hit]:
+        tokens = _TOKEN.findall(text.lower().replace("’", "'"))
+        # Set intersections (in C) decide whether any phrase can occur; only then is the
+        # text searched for where.
+        words_in = set(tokens) & self.single.keys()
+        pairs_in = set(zip(tokens, tokens[1:])) & self.multi.keys() if len(tokens) > 1 else set()
+        found = []  # (token index, phrase length, category)
+        for word in words_in:
+            for i in _positions(tokens, word):
+                found.extend((i, 1, category) for category in self.single[word])
+        for first, second in pairs_in:
+            for i in _positions(tokens, first):
+                if i + 1 < len(tokens) and tokens[i + 1] == second:
+                    for phrase, category in self.multi[(first, second)]:
+                        if tuple(tokens[i:i + len(phrase)]) == phrase:
+                            found.append((i, len(phrase), category))
+        if not found:
+            return []
+        found.sort()
+        starts = _nonblank_line_starts(text)
+        spans = [(m.start(), m.end()) for m in _TOKEN.finditer(text)]
+        return [Hit(category, " ".join(text[spans[i][0]:spans[i + n - 1][1]].split()), self.weights[category],
+                    max(1, bisect.bisect_right(starts, spans[i][0]))) for i, n, category in found]
 
     def rate(self, text: str, categories: Iterable[str] | None = None) -> float:
         """Weighted hits per 1,000 words."""
@@ -94,6 +142,7 @@ class LlmIsmMatcher:
         return 1000.0 * sum(h.weight for h in self.hits(text, categories)) / n
 
 
+@lru_cache(maxsize=64)
 def _nonblank_line_starts(text: str) -> list[int]:
     starts, offset = [], 0
     for line in text.splitlines(keepends=True):
@@ -103,14 +152,58 @@ def _nonblank_line_starts(text: str) -> list[int]:
     return starts
 
 
-def _inline_flags(pattern: re.Pattern[str]) -> str:
-    # Each entry carries its own flags; inside one alternation they must be scoped groups.
-    source = pattern.pattern
-    flags = ""
-    if pattern.flags & re.IGNORECASE:
-        flags += "i"
-    source = re.sub(r"^\(\?[aiLmsux]+\)", "", source)
-    return f"(?{flags}:{source})" if flags else source
+def _positions(tokens: list[str], word: str) -> list[int]:
+    """Every index of `word` in `tokens`, found by list.index (a C loop)."""
+    out, at = [], -1
+    while True:
+        try:
+            at = tokens.index(word, at + 1)
+        except ValueError:
+            return out
+        out.append(at)
+
+
+def _required(pattern: re.Pattern[str]) -> list[tuple[str, ...]]:
+    """Literal text a regular expression cannot match without, as groups of alternatives
+    (one of each group must occur, lower-cased): `\bnot [^.]{3,60}\bbut\b` needs "not "
+    and "but". Checking those with `in` first spares running most patterns over most
+    texts. Anything the parse does not make plain yields no requirement (always run)."""
+    try:
+        import re._parser as parser  # the parser behind `re`; its shape is stable since 3.11
+
+        items = list(parser.parse(pattern.pattern))
+    except Exception:
+        return []
+    literal, branch = parser.LITERAL, parser.BRANCH
+
+    def prefix(seq) -> str:
+        out = []
+        for op, arg in seq:
+            if op is not literal:
+                break
+            out.append(chr(arg))
+        return "".join(out).lower()
+
+    groups, run = [], []
+    for op, arg in items + [(None, None)]:
+        if op is literal:
+            run.append(chr(arg))
+            continue
+        if len(run) >= 2:
+            groups.append(("".join(run).lower(),))
+        run = []
+        if op is branch:
+            heads = tuple(prefix(seq) for seq in arg[1])
+            if all(len(h) >= 2 for h in heads):
+                groups.append(heads)
+    return groups
+
+
+_TOKEN = re.compile(r"[A-Za-z0-9]+(?:['’-][A-Za-z0-9]+)*")
+
+
+def _token_texts(text: str) -> list[str]:
+    return [m.group(0).lower().replace("’", "'") for m in _TOKEN.finditer(text)]
 
 
 def human_baseline(matcher: LlmIsmMatcher, poems: Iterable[str], categories: Iterable[str] | None = None) -> float | None:
@@ -155,6 +248,7 @@ def line_syllables(line: str) -> int:
     return sum(syllables(w) for w in words(line))
 
 
+@lru_cache(maxsize=65536)
 def rhyme_key(word: str) -> str:
     """The sound from the last stressed vowel on (CMUdict), or the spelling's last three letters."""
     word = word.lower().strip("'")
@@ -234,11 +328,22 @@ def distinct_n(texts: Iterable[str], n: int = 2) -> float:
 
 
 def similarity(a: str, b: str) -> float:
+    """Character-level similarity (difflib), for texts where word order matters."""
     return SequenceMatcher(None, a, b, autojunk=False).ratio()
 
 
+def line_similarity(a: str, b: str) -> float:
+    """Share of words two lines have in common (as multisets): cheap enough to compare every
+    line of a draft with its neighbours in the revision."""
+    wa, wb = Counter(words(a)), Counter(words(b))
+    longest = max(sum(wa.values()), sum(wb.values()))
+    return sum((wa & wb).values()) / longest if longest else 1.0
+
+
 def shingles(text: str, n: int = 4) -> set[int]:
-    return {hash(g) for g in ngrams(words(text), n)}
+    """Hashes of the text's word n-grams (Python's hash: compare only within one process)."""
+    w = words(text)
+    return set(map(hash, zip(*(w[i:] for i in range(n)))))
 
 
 def jaccard(a: set, b: set) -> float:

@@ -8,8 +8,10 @@ because a quote may span a line break.
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 _QUOTE_MARK = re.compile(r"[\"“”]")
 _LINE_REF = re.compile(r"\blines?\s+(\d+)", re.IGNORECASE)
@@ -25,38 +27,78 @@ class QuotedSpan:
     quote: str
 
 
-def quoted_passages(critique: str) -> list[str]:
-    """Text between quote marks taken in pairs (first with second, third with fourth…),
-    so the words between two quotations are never mistaken for one; each paragraph pairs
-    on its own so one unclosed quote cannot shift the rest."""
-    out = []
+@lru_cache(maxsize=32)
+def quoted_spans(critique: str) -> list[tuple[int, str]]:
+    """(offset in the critique, text) of every quotation: text between quote marks taken in
+    pairs (first with second, third with fourth…), so the words between two quotations are
+    never mistaken for one; each paragraph pairs on its own so one unclosed quote cannot
+    shift the rest."""
+    out, offset = [], 0
     for paragraph in critique.split("\n"):
-        marks = [m.start() for m in _QUOTE_MARK.finditer(paragraph)]
-        for open_at, close_at in zip(marks[::2], marks[1::2]):
-            text = paragraph[open_at + 1 : close_at].strip()
-            if len(text) >= 3:
-                out.append(text)
+        if '"' in paragraph or "“" in paragraph or "”" in paragraph:
+            marks = [m.start() for m in _QUOTE_MARK.finditer(paragraph)]
+            for open_at, close_at in zip(marks[::2], marks[1::2]):
+                text = paragraph[open_at + 1 : close_at].strip()
+                if len(text) >= 3:
+                    out.append((offset + open_at, text))
+        offset += len(paragraph) + 1
     return out
+
+
+def quoted_passages(critique: str) -> list[str]:
+    return [text for _, text in quoted_spans(critique)]  # a new list: callers may change it
 
 
 def cited_lines(critique: str) -> list[int]:
     return [int(n) for n in _LINE_REF.findall(critique)]
 
 
+def flatten(text: str) -> str:
+    """Lower case with every run of whitespace one space: the form quotes are matched in."""
+    return " ".join(text.lower().split())
+
+
+def quote_occurs(quote: str, flat_poem: str) -> bool:
+    """Whether `quote` occurs in a poem given as `flatten(poem)`; the same test as
+    `locate_quotes`, without building a pattern per quote."""
+    return flatten(quote) in flat_poem
+
+
+_NON_SPACE = re.compile(r"\S+")
+
+
+@lru_cache(maxsize=64)
+def _flat_words(poem: str) -> tuple[str, list[int], list[tuple[int, int]]]:
+    """The poem flattened as `flatten` does, where each word starts in it, and each word's
+    span in the poem: enough to map a match in the flat text back to the poem."""
+    spans = [(m.start(), m.end()) for m in _NON_SPACE.finditer(poem)]
+    starts, at = [], 0
+    for begin, end in spans:
+        starts.append(at)
+        at += end - begin + 1
+    return " ".join(poem[b:e].lower() for b, e in spans), starts, spans
+
+
+def _to_poem(at: int, starts: list[int], spans: list[tuple[int, int]]) -> int:
+    k = bisect.bisect_right(starts, at) - 1
+    begin, end = spans[k]
+    return min(begin + at - starts[k], end)
+
+
 def locate_quotes(poem: str, critique: str) -> tuple[list[QuotedSpan], list[str]]:
     """The spans of the poem each quote covers (split per line), and the quotes not found."""
     lines = poem.split("\n")
-    flat = "\n".join(lines)
+    flat, starts, words = _flat_words(poem)
     spans: list[QuotedSpan] = []
     missing: list[str] = []
     for quote in quoted_passages(critique):
-        words = [re.escape(w) for w in quote.split()]
-        pattern = re.compile(r"\s+".join(words), re.IGNORECASE)
-        match = pattern.search(flat)
-        if not match:
+        needle = flatten(quote)
+        at = flat.find(needle)
+        if at < 0 or not needle:
             missing.append(quote)
             continue
-        spans.extend(_split_by_line(lines, match.start(), match.end(), quote))
+        first, last = _to_poem(at, starts, words), _to_poem(at + len(needle) - 1, starts, words) + 1
+        spans.extend(_split_by_line(lines, first, last, quote))
     return spans, missing
 
 

@@ -10,11 +10,15 @@ config/quality_gate.toml.
 
 from __future__ import annotations
 
+import bisect
 import json
+import os
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +29,7 @@ from poetry_workshop import poem_metrics as pm
 from poetry_workshop.brief_spec import BriefSpec, parse_brief
 from poetry_workshop.config_schema import QualityGateConfig
 from poetry_workshop.errors import ConfigError
-from poetry_workshop.quotes import cited_lines, locate_quotes, quoted_passages
+from poetry_workshop.quotes import cited_lines, flatten, locate_quotes, quote_occurs, quoted_passages, quoted_spans
 
 # Categories of anti_llm_isms.txt measured against the baseline, and the ones that make up
 # the cliché rule for verse; plural-voice is judged by the we-voice share instead.
@@ -34,18 +38,42 @@ CLICHE = ("dead-metaphors", "poetic-defaults")
 
 _TEMPLATE = re.compile(r"<\|[a-z_]{2,30}\|>|</?s>|\[/?INST\]|<<SYS>>|^\s*(?:assistant|user|system)\s*:|^\s*```",
                        re.IGNORECASE | re.MULTILINE)
-_SENTENCE = re.compile(r"[^.!?]+[.!?]?")
-_SUGGESTION = re.compile(r"\b(try|consider|what if|what would|could|might|cut|move|replace|let the|let it|"
-                         r"ask yourself|revise|rewrite|trust|drop|keep|give|find|push|go back|read it|next|"
-                         r"one direction|exercise|take from)\b", re.IGNORECASE)
-_PRAISE = re.compile(r"\b(works?|working|strong|strongest|beautiful|lovely|powerful|vivid|striking|effective|"
-                     r"wonderful|great|excellent|succeeds?|earns?|alive|moving|gorgeous|brilliant|masterful)\b",
-                     re.IGNORECASE)
+# A sentence runs to . ! or ?, except inside a quotation (quoted lines often end in a period).
+_SENTENCE = re.compile(r'(?:"[^"\n]*"|“[^”\n]*”|[^.!?"“])+[.!?]?')
+_WORD_AT = re.compile(r"[A-Za-z]+(?:['’][A-Za-z]+)?")
 
 
-_PROBLEM = re.compile(r"\b(doesn't|does not|don't|isn't|not yet|weak|problem|explains?|tells?|telling|vague|flat|"
-                      r"generic|clich[eé]s?|dead|tired|abstract|loses?|stalls?|cut|drop|replace|blurs?|"
-                      r"sentimental|stock|borrowed|announces?|summar(?:y|ises|izes))\b", re.IGNORECASE)
+def _markers(*phrases: str) -> tuple[frozenset[str], frozenset[tuple[str, str]]]:
+    """Marker words and two-word phrases, for `_marked_sentences`."""
+    singles = frozenset(p for p in phrases if " " not in p)
+    pairs = frozenset(tuple(p.split()) for p in phrases if " " in p)
+    return singles, pairs
+
+
+# A suggestion, praise, a problem named: the words that mark each kind of sentence.
+_SUGGESTION = _markers(
+    "try", "consider", "what if", "what would", "could", "might", "cut", "move", "replace", "let the", "let it",
+    "ask yourself", "revise", "rewrite", "trust", "drop", "keep", "give", "find", "push", "go back", "read it",
+    "next", "one direction", "exercise", "take from")
+_PRAISE = _markers(
+    "work", "works", "working", "strong", "strongest", "beautiful", "lovely", "powerful", "vivid", "striking",
+    "effective", "wonderful", "great", "excellent", "succeed", "succeeds", "earn", "earns", "alive", "moving",
+    "gorgeous", "brilliant", "masterful")
+_PROBLEM = _markers(
+    "doesn't", "does not", "don't", "isn't", "not yet", "weak", "problem", "explain", "explains", "tell", "tells",
+    "telling", "vague", "flat", "generic", "cliche", "cliché", "cliches", "clichés", "dead", "tired", "abstract",
+    "lose", "loses", "stall", "stalls", "cut", "drop", "replace", "blur", "blurs", "sentimental", "stock",
+    "borrowed", "announce", "announces", "summary", "summarises", "summarizes")
+
+
+_MARKERS = {"suggestion": _SUGGESTION, "praise": _PRAISE, "problem": _PROBLEM}
+_ANY_MARKER = frozenset().union(*(singles | {p[0] for p in pairs} for singles, pairs in _MARKERS.values()))
+# kind -> (first word, pattern) for each marker, compiled once.
+_MARKER_PATTERNS = {
+    kind: [(m.split()[0], re.compile(r"(?<![a-z'’])" + r"\s+".join(map(re.escape, m.split())) + r"(?![a-z'’])"))
+           for m in sorted(singles | {" ".join(p) for p in pairs})]
+    for kind, (singles, pairs) in _MARKERS.items()
+}
 
 
 @dataclass(frozen=True)
@@ -61,18 +89,51 @@ def _quote_free(text: str) -> str:
     return text
 
 
+def _sentence_bounds(text: str) -> list[tuple[int, int]]:
+    return [(m.start(), m.end()) for m in _SENTENCE.finditer(text)]
+
+
+def _in_sentence(bounds: list[tuple[int, int]], starts: list[int], at: int) -> int | None:
+    k = bisect.bisect_right(starts, at) - 1
+    return k if k >= 0 and at < bounds[k][1] else None
+
+
 def flagged_passages(critique: str) -> list[str]:
     """The passages a critique quotes as problems: quotes in sentences that name a problem,
     or, when none does, every quote outside a sentence of praise (praise is to be kept)."""
-    sentences = _SENTENCE.findall(critique.replace("\n", " "))
-    problems = [q for s in sentences if _PROBLEM.search(s) for q in quoted_passages(s)]
-    if problems:
-        return problems
-    return [q for s in sentences if not _PRAISE.search(s) for q in quoted_passages(s)]
+    bounds, marks = _sentence_marks(critique.replace("\n", " "))
+    starts = [b[0] for b in bounds]
+    quotes = [(_in_sentence(bounds, starts, at), q) for at, q in quoted_spans(critique)]
+    flagged = [q for k, q in quotes if k in marks["problem"]]
+    if flagged:
+        return flagged
+    return [q for k, q in quotes if k not in marks["praise"]]
+
+
+@lru_cache(maxsize=32)
+def _sentence_marks(text: str) -> tuple[list[tuple[int, int]], dict[str, set[int]]]:
+    """The text's sentences, and for each kind of marker (suggestion, praise, problem) the
+    indexes of the sentences holding one. The words are read once (in C) to see which
+    markers occur at all; only those are then located."""
+    bounds = _sentence_bounds(text)
+    starts = [b[0] for b in bounds]
+    marks: dict[str, set[int]] = {kind: set() for kind in _MARKERS}
+    lowered = text.lower()
+    tokens = _WORD_AT.findall(lowered)
+    present = set(tokens) & _ANY_MARKER
+    if present:
+        for kind, (singles, pairs) in _MARKERS.items():
+            for marker, pattern in _MARKER_PATTERNS[kind]:
+                if marker in present:
+                    for m in pattern.finditer(lowered):
+                        k = _in_sentence(bounds, starts, m.start())
+                        if k is not None:
+                            marks[kind].add(k)
+    return bounds, marks
 
 
 def _norm(line: str) -> str:
-    return " ".join(pm.words(line))
+    return " ".join(line.lower().split())
 
 
 class QualityGate:
@@ -82,10 +143,12 @@ class QualityGate:
         self.matcher = matcher
         self.baseline = baseline
         n = config.hygiene.copy_ngram
-        self._sources: dict[int, str] = {}  # n-gram hash -> where it came from
+        # n-gram text -> where it came from; text, not hash(), so worker processes started
+        # fresh (spawn, as on macOS) agree with this one
+        self._sources: dict[str, str] = {}
         for where, poem in training_poems:
             for gram in pm.ngrams(pm.words(poem), n):
-                self._sources.setdefault(hash(gram), where)
+                self._sources.setdefault(" ".join(gram), where)
         self.dedupe = NearDuplicates(config.hygiene.near_duplicate_jaccard)
 
     # ------------------------------------------------------------------- text rules
@@ -157,7 +220,8 @@ class QualityGate:
         """Grounded (quotes occur, cited lines exist), actionable, not mostly praise, not a rewrite."""
         rules = self.cfg.critique
         out = []
-        missing = [q for q in quoted_passages(text) if all(locate_quotes(p, f'"{q}"')[1] for p in poems)]
+        flat = [flatten(p) for p in poems]
+        missing = [q for q in quoted_passages(text) if not any(quote_occurs(q, f) for f in flat)]
         if missing:
             out.append(Failure("grounded-quotes", f"{label}: quotes words that are not in the poem: "
                                                   + "; ".join(f'"{q[:60]}"' for q in missing[:3])))
@@ -167,12 +231,15 @@ class QualityGate:
             out.append(Failure("cited-lines", f"{label}: cites line {bad_lines[0]}; the poem has {longest} lines"))
         if not whole:
             return out
-        sentences = [s for s in _SENTENCE.findall(_quote_free(text)) if len(s.split()) >= 3]
-        if sum(1 for s in sentences if _SUGGESTION.search(s)) < rules.min_suggestions:
-            out.append(Failure("actionable", f"{label}: no actionable suggestion in {len(sentences)} sentences"))
-        praise = sum(1 for s in sentences if _PRAISE.search(s))
-        if sentences and praise / len(sentences) > rules.max_praise_share:
-            out.append(Failure("praise-share", f"{label}: {praise} of {len(sentences)} sentences are praise"))
+        prose = _quote_free(text)
+        bounds, marks = _sentence_marks(prose)
+        real = {k for k, (b, e) in enumerate(bounds) if len(prose[b:e].split()) >= 3}  # not fragments
+        sentences = len(real)
+        if len(marks["suggestion"] & real) < rules.min_suggestions:
+            out.append(Failure("actionable", f"{label}: no actionable suggestion in {sentences} sentences"))
+        praise = len(marks["praise"] & real)
+        if sentences and praise / sentences > rules.max_praise_share:
+            out.append(Failure("praise-share", f"{label}: {praise} of {sentences} sentences are praise"))
         known = {_norm(line) for p in poems for line in pm.poem_lines(p)}
         run, longest_run = [], []
         for line in text.splitlines():
@@ -215,7 +282,7 @@ class QualityGate:
                     scores.append(1.0)
                     continue
                 window = new[max(0, i - 3): i + 4] or new
-                scores.append(max(pm.similarity(line, candidate) for candidate in window))
+                scores.append(max(pm.line_similarity(line, candidate) for candidate in window))
             change = 1 - sum(scores) / len(scores)
             if change > rules.max_unflagged_change:
                 out.append(Failure("revision-scope", f"{label}: {change:.0%} change in the {len(others)} lines the "
@@ -242,7 +309,7 @@ class QualityGate:
             shared = len(grams & pm.ngrams(pm.words(source), n)) / len(grams)
             where = "its source poem"
         else:
-            hits = Counter(self._sources[h] for h in map(hash, grams) if h in self._sources)
+            hits = Counter(self._sources[g] for g in map(" ".join, grams) if g in self._sources)
             if not hits:
                 return []
             where, count = hits.most_common(1)[0]
@@ -276,8 +343,9 @@ class QualityGate:
             text, poem = out["autopsy"], inputs["poem"]
             f += self.hygiene(text, "autopsy") + self.critique(text, [poem], "autopsy", whole=False)
             n_lines = len(pm.poem_lines(poem))
+            flat = flatten(poem)
             for p in out["phrases"]:
-                if locate_quotes(poem, f'"{p["phrase"]}"')[1]:
+                if not quote_occurs(p["phrase"], flat):
                     f.append(Failure("grounded-quotes", f'autopsy: "{p["phrase"][:60]}" is not in the poem'))
                 if not 1 <= p["line"] <= n_lines:
                     f.append(Failure("cited-lines", f"autopsy: line {p['line']} cited; the poem has {n_lines} lines"))
@@ -330,7 +398,10 @@ class NearDuplicates:
     """MinHash over word 4-gram shingles with LSH banding: candidates share a band, and are
     confirmed by their exact shingle Jaccard, so the first of each near-duplicate set is kept."""
 
-    PERMUTATIONS, BANDS = 32, 8
+    # 16 bands of 8 rows: pairs at Jaccard 0.8 share a band 95% of the time, pairs at 0.5
+    # about 6%, so few candidates need the exact check.
+    PERMUTATIONS, BANDS = 128, 16
+    CHECKED, BUCKET_CAP = 5, 64  # exact checks per record; members remembered per band bucket
 
     def __init__(self, threshold: float, seed: int = 7):
         rng = np.random.default_rng(seed)
@@ -345,17 +416,22 @@ class NearDuplicates:
         sh = pm.shingles(text)
         if not sh:
             return None
-        values = np.fromiter((h & 0xFFFFFFFFFFFFFFFF for h in sh), dtype=np.uint64, count=len(sh))
+        values = np.array(list(sh), dtype=np.int64).view(np.uint64)
         with np.errstate(over="ignore"):
             sig = (values[:, None] * self.a + self.b).min(axis=0)
         rows = self.PERMUTATIONS // self.BANDS
         bands = [(i, sig[i * rows:(i + 1) * rows].tobytes()) for i in range(self.BANDS)]
+        buckets = self.buckets
+        shared = Counter(chain.from_iterable(buckets[band] for band in bands if band in buckets))
+        # The records sharing the most bands are the likeliest twins; a handful is checked
+        # exactly, so a set of many similar records cannot make this quadratic.
+        for other, _ in shared.most_common(self.CHECKED):
+            if pm.jaccard(sh, self.shingles[other]) >= self.threshold:
+                return other
         for band in bands:
-            for other in self.buckets.get(band, ()):
-                if pm.jaccard(sh, self.shingles[other]) >= self.threshold:
-                    return other
-        for band in bands:
-            self.buckets[band].append(key)
+            bucket = self.buckets[band]
+            if len(bucket) < self.BUCKET_CAP:
+                bucket.append(key)
         self.shingles[key] = sh
         return None
 
@@ -389,13 +465,53 @@ APPLIES = {
 }
 
 
-def run_gate(gate: QualityGate, records: Iterable[dict], keep, reject) -> GateReport:
-    """Check every record; `keep(record)` and `reject(entry)` receive the results in order."""
+PARALLEL_FROM = 2000  # records; below this, starting worker processes costs more than it saves
+
+_worker_gate: QualityGate | None = None
+_worker_records: list[dict] = []
+
+
+def _start_worker(gate: QualityGate | None, records: list[dict] | None) -> None:
+    global _worker_gate, _worker_records
+    if gate is not None:  # spawned workers get them pickled; forked ones already have them
+        _worker_gate, _worker_records = gate, records
+
+
+def _check_in_worker(index: int) -> list[Failure]:
+    return _worker_gate.check(_worker_records[index])
+
+
+def _checked(gate: QualityGate, records: list[dict], workers: int):
+    """(record, failures) in input order; the checks run in `workers` processes when many.
+    Workers are sent indexes, not records: a forked worker already holds the list."""
+    global _worker_gate, _worker_records
+    if workers <= 1 or len(records) < PARALLEL_FROM:
+        for record in records:
+            yield record, gate.check(record)
+        return
+    import multiprocessing
+
+    forked = multiprocessing.get_start_method() == "fork"
+    _worker_gate, _worker_records = gate, records
+    try:
+        initargs = (None, None) if forked else (gate, records)
+        with multiprocessing.Pool(workers, initializer=_start_worker, initargs=initargs) as pool:
+            yield from zip(records, pool.imap(_check_in_worker, range(len(records)), chunksize=256))
+    finally:
+        _worker_gate, _worker_records = None, []
+
+
+def default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def run_gate(gate: QualityGate, records: Iterable[dict], keep, reject, workers: int = 1) -> GateReport:
+    """Check every record; `keep(record)` and `reject(entry)` receive the results in order.
+    Near-duplicates are decided here, in order, so the first of a set is the one kept."""
     report = GateReport()
-    for record in records:
+    for record, failures in _checked(gate, list(records), workers):
         task = record["task"]
         report.seen += 1
-        failures = gate.check(record)
         if not failures:
             twin = gate.dedupe.add(record["id"], main_text(record))
             if twin is not None:
@@ -496,7 +612,7 @@ def gate_file(settings, input_path: Path, output: Path | None = None, reject_log
 
     kept: list[dict] = []
     rejects: list[dict] = []
-    report = run_gate(gate, records, kept.append, rejects.append)
+    report = run_gate(gate, records, kept.append, rejects.append, workers=default_workers())
     write_jsonl_atomic(output, kept)
     write_jsonl_atomic(reject_log, rejects)
     return GateRun(output, reject_log, report, baseline, source)
