@@ -111,7 +111,7 @@ class LlmIsmMatcher:
         return out
 
     def _literal_hits(self, text: str) -> list[Hit]:
-        tokens = _TOKEN.findall(text.lower().replace("’", "'"))
+        tokens = _TOKEN.findall(text.lower())
         # Set intersections (in C) decide whether any phrase can occur; only then is the
         # text searched for where.
         words_in = set(tokens) & self.single.keys()
@@ -199,11 +199,13 @@ def _required(pattern: re.Pattern[str]) -> list[tuple[str, ...]]:
     return groups
 
 
-_TOKEN = re.compile(r"[A-Za-z0-9]+(?:['’-][A-Za-z0-9]+)*")
+# Words and single punctuation marks: a literal phrase matches where its tokens follow one
+# another, which is the persona file's definition (word boundaries, any whitespace between).
+_TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
 def _token_texts(text: str) -> list[str]:
-    return [m.group(0).lower().replace("’", "'") for m in _TOKEN.finditer(text)]
+    return _TOKEN.findall(text.lower())
 
 
 def human_baseline(matcher: LlmIsmMatcher, poems: Iterable[str], categories: Iterable[str] | None = None) -> float | None:

@@ -201,3 +201,31 @@ def test_gate_on_an_unusable_file_writes_nothing(tmp_path):
     assert not (tmp_path / "kept.jsonl").exists()
     missing = run_cli("data", "gate", str(tmp_path / "none.jsonl"))
     assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+# ------------------------------------------------------------------- speed-ups agree
+
+
+def test_the_one_pass_matcher_finds_what_each_entry_finds_alone(matcher):
+    isms = load_llm_isms()
+    texts = HUMAN + MACHINE + [GOOD_CRITIQUE, "It is not the end\nbut a beginning. Certainly! We are more than just dust."]
+    for text in texts:
+        expected = sorted((i.category, " ".join(m.group(0).split()).lower()) for i in isms for m in i.pattern.finditer(text))
+        got = sorted((h.category, h.phrase.lower()) for h in matcher.hits(text))
+        assert got == expected, text[:40]
+
+
+def test_checks_in_worker_processes_give_the_serial_verdicts(gate, monkeypatch):
+    from poetry_workshop.pipeline import quality_gate
+
+    records = [critique_record(i, text) for i, text in enumerate([GOOD_CRITIQUE, PRAISE_CRITIQUE, UNGROUNDED_CRITIQUE,
+                                                                   REWRITE_CRITIQUE] * 5)]
+    records += [poet_pair(100 + i, p, GOOD_REVISION) for i, p in enumerate(HUMAN + MACHINE)]
+    serial_kept, serial_rejected = [], []
+    run_gate(gate, records, serial_kept.append, serial_rejected.append, workers=1)
+    monkeypatch.setattr(quality_gate, "PARALLEL_FROM", 10)
+    fresh = QualityGate(load_settings().gate, gate.matcher, baseline=7.0, training_poems=[("good.txt:1", HUMAN[8])])
+    kept, rejected = [], []
+    run_gate(fresh, records, kept.append, rejected.append, workers=2)
+    assert [r["id"] for r in kept] == [r["id"] for r in serial_kept]
+    assert rejected == serial_rejected
