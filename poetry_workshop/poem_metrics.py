@@ -21,9 +21,9 @@ from functools import lru_cache
 from poetry_workshop.persona import LlmIsm
 
 _WORD = re.compile(r"[A-Za-z’']+")
-_PRONOUN = re.compile(r"\b(i|me|my|mine|you|your|yours|he|him|his|she|her|hers|they|them|their|"
-                      r"we|us|our|ours|ourselves)\b", re.IGNORECASE)
-_PLURAL = {"we", "us", "our", "ours", "ourselves"}
+_PRONOUNS = frozenset("i me my mine you your yours he him his she her hers they them their "
+                      "we us our ours ourselves".split())
+_PLURAL = frozenset({"we", "us", "our", "ours", "ourselves"})
 
 
 def words(text: str) -> list[str]:
@@ -296,8 +296,8 @@ def end_rhyme_share(text: str) -> tuple[float, list[tuple[str, str]]]:
 
 def plural_voice_share(text: str) -> tuple[float, int]:
     """Share of personal pronouns that are we/us/our, and how many there are."""
-    found = [p.lower() for p in _PRONOUN.findall(text)]
-    plural = sum(1 for p in found if p in _PLURAL)
+    found = [w for w in words(text) if w in _PRONOUNS]
+    plural = sum(1 for w in found if w in _PLURAL)
     return (plural / len(found) if found else 0.0), plural
 
 

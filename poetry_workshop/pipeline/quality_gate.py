@@ -39,6 +39,8 @@ CLICHE = ("dead-metaphors", "poetic-defaults")
 _TEMPLATE = re.compile(r"<\|[a-z_]{2,30}\|>|</?s>|\[/?INST\]|<<SYS>>|^\s*(?:assistant|user|system)\s*:|^\s*```",
                        re.IGNORECASE | re.MULTILINE)
 # A sentence runs to . ! or ?, except inside a quotation (quoted lines often end in a period).
+# _TEMPLATE cannot match a text that holds none of these.
+_TEMPLATE_HINTS = ("<|", "<s>", "</s>", "inst]", "<<sys>>", "assistant", "user", "system", "```")
 _SENTENCE = re.compile(r'(?:"[^"\n]*"|“[^”\n]*”|[^.!?"“])+[.!?]?')
 _WORD_AT = re.compile(r"[A-Za-z]+(?:['’][A-Za-z]+)?")
 
@@ -294,7 +296,8 @@ class QualityGate:
         out = []
         if not h.min_chars <= len(text) <= h.max_chars:
             out.append(Failure("length", f"{label}: {len(text)} characters, outside {h.min_chars}-{h.max_chars}"))
-        m = _TEMPLATE.search(text)
+        lowered = text.lower()
+        m = _TEMPLATE.search(text) if any(t in lowered for t in _TEMPLATE_HINTS) else None
         if m:
             out.append(Failure("template-tokens", f"{label}: contains {m.group(0).strip()!r}"))
         return out
