@@ -141,6 +141,10 @@ class ExportSettings:
     converter_version: str = setting(
         "0.3.36", "llama-cpp-python release whose convert_hf_to_gguf.py is used"
     )
+    converter_sha256: str = setting(
+        "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e",
+        "sha256 of that release's source distribution (the converter is checked before it runs)",
+    )
     output_dir: str = setting("models", "where exported GGUF files and manifests go")
 
 

@@ -1,0 +1,70 @@
+"""The base model a run trains on: a Hugging Face model name, or a local GGUF made trainable.
+
+A GGUF base (the starter model, for offline runs) is dequantized once by transformers and
+saved as a plain checkpoint under `models/.bases/`: transformers marks a model loaded from
+GGUF as quantized and the Trainer refuses to train it, so the weights are copied into a
+model built from the same config, which carries no such mark. Later runs reuse the copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from poetry_workshop import locations
+from poetry_workshop.errors import ConfigError
+
+
+def is_local_gguf(name: str) -> bool:
+    return name.endswith(".gguf")
+
+
+def bases_dir() -> Path:
+    return locations.models_dir() / ".bases"
+
+
+def resolve_base(name: str, log=lambda message: None) -> str:
+    """A path or hub name that `from_pretrained` can load for training."""
+    if not is_local_gguf(name):
+        return name
+    path = locations.resolve_project_path(name)
+    if not path.is_file():
+        raise ConfigError(f"base model {path} not found; run `workshop setup` for the starter model or set "
+                          "training.base_model to a GGUF file or a Hugging Face model name")
+    stat = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:10]
+    target = bases_dir() / f"{path.stem}-{key}"
+    if (target / "config.json").is_file():
+        return str(target)
+    log(f"making {path.name} trainable (dequantizing once into {target})")
+    _dequantize(path, target)
+    return str(target)
+
+
+def _dequantize(gguf: Path, target: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    except Exception as exc:  # transformers raises many kinds for an unsupported GGUF
+        raise ConfigError(f"{gguf}: transformers cannot load this GGUF as a base ({type(exc).__name__}: {exc})")
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(loaded.state_dict())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        plain.save_pretrained(work)
+        tokenizer.save_pretrained(work)
+        os.replace(work, target)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
