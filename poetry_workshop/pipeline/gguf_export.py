@@ -62,7 +62,8 @@ def sha256_of(path: Path) -> str:
 
 
 def converter_dir(version: str) -> Path:
-    return locations.user_dir() / "converter" / f"llama-cpp-python-{version}"
+    """Beside the models, like the starter model: set-up places it, export finds it."""
+    return locations.models_dir() / ".converter" / f"llama-cpp-python-{version}"
 
 
 def fetch_converter(version: str, sha256: str, log=lambda message: None) -> Path:
@@ -141,8 +142,8 @@ def convert(converter: Path, merged: Path, out: Path) -> None:
     done = subprocess.run([sys.executable, str(converter / "convert_hf_to_gguf.py"), str(merged),
                            "--outfile", str(out), "--outtype", "f16"], capture_output=True, text=True, env=env)
     if done.returncode != 0 or not out.is_file():
-        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-3:])
-        raise ExportError(f"llama.cpp's converter failed on {merged}:\n{tail}")
+        tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+        raise ExportError(f"llama.cpp's converter failed on {merged}: {tail}; nothing was published")
 
 
 def quantize(source: Path, out: Path, kind: str) -> None:
