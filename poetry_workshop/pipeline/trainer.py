@@ -114,6 +114,11 @@ def newest_checkpoint(folder: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
+def cpu_friendly(cuda: bool) -> dict:
+    """SFTConfig settings that differ between CUDA and the CPU (see the module docstring)."""
+    return {"bf16": cuda, "gradient_checkpointing": cuda}
+
+
 def choose_pad_token(tokenizer, model, end_of_turn: int) -> None:
     """A pad token that is neither EOS nor the end-of-turn token, so padding can never be
     mistaken for (or mask) the token that teaches the model to stop."""
@@ -209,9 +214,8 @@ def train(role: str, settings, *, epochs: int | None = None, max_steps: int | No
         max_length=run.max_seq,
         seed=run.seed,
         report_to=[],
-        bf16=cuda,
-        gradient_checkpointing=cuda,
         use_cpu=not cuda,
+        **cpu_friendly(cuda),
         dataloader_num_workers=0,
         disable_tqdm=True,
     )
