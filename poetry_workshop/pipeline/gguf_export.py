@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -32,6 +31,7 @@ from pathlib import Path
 from poetry_workshop import locations
 from poetry_workshop.errors import ConfigError, WorkshopError
 from poetry_workshop.pipeline.base_model import resolve_base
+from poetry_workshop.starter import sha256_of
 
 CONVERTER_MEMBERS = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/")
 GOLDEN = ["Workshop this draft. Its lines are numbered for reference:\n\n 1  the kettle clicks off\n 2  and the house goes on\n\nWrite your critique.",
@@ -48,14 +48,6 @@ class ExportResult:
     gguf: Path
     manifest: Path
     validation: dict
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ------------------------------------------------------------------------ converter
