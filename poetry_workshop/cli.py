@@ -286,22 +286,33 @@ def cmd_app(args) -> int:
         studio.close()
 
 
+def _needs(extra: str, run, args) -> int:
+    """Run a pipeline command; a missing optional dependency is a set-up step, not a crash."""
+    try:
+        return run(args)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] == "poetry_workshop":
+            raise  # our own module missing is a bug, not a set-up step
+        raise WorkshopError(f"this command needs the '{exc.name}' package, which the {extra} set-up installs: "
+                            f"bash scripts/setup.sh --{extra}") from None
+
+
 def cmd_data(args) -> int:
     from poetry_workshop.data_cli import cmd_data as run_data
 
-    return run_data(args)
+    return _needs("pipeline", run_data, args)
 
 
 def cmd_train(args) -> int:
     from poetry_workshop.build_cli import cmd_train as run_train
 
-    return run_train(args)
+    return _needs("train", run_train, args)
 
 
 def cmd_export(args) -> int:
     from poetry_workshop.build_cli import cmd_export as run_export
 
-    return run_export(args)
+    return _needs("train", run_export, args)
 
 
 COMMANDS = {"write": cmd_write, "critique": cmd_critique, "models": cmd_models, "setup": cmd_setup,

@@ -55,3 +55,15 @@ def test_resume_finishes_an_interrupted_session(small_config, tmp_path):
     exported = tmp_path / "s.md"
     assert run_cli("sessions", "export", session_id, "--out", str(exported)).returncode == 0
     assert exported.read_text(encoding="utf-8") == resumed.stdout
+
+
+def test_a_pipeline_command_without_its_packages_names_the_set_up_step(monkeypatch, capsys):
+    from poetry_workshop import cli, data_cli
+
+    def missing(args):
+        raise ModuleNotFoundError("No module named 'anthropic'", name="anthropic")
+
+    monkeypatch.setattr(data_cli, "cmd_data", missing)
+    assert cli.main(["data", "generate", "critiques"]) == 2
+    err = capsys.readouterr().err
+    assert "'anthropic' package" in err and "bash scripts/setup.sh --pipeline" in err
