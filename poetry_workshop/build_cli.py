@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from poetry_workshop.data_cli import positive_int
 from poetry_workshop.errors import ConfigError, ExitCode
 
 ROLES = ("educator", "poet")
@@ -21,18 +22,6 @@ def _backend(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="a TOML file of overrides")
 
 
-def _count(flag: str):
-    def parse(value: str) -> int:
-        try:
-            n = int(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be a whole number, got {value!r}")
-        if n < 1:
-            raise argparse.ArgumentTypeError(f"{flag} must be at least 1, got {n}")
-        return n
-    return parse
-
-
 def add_build_parsers(sub) -> None:
     train = sub.add_parser(
         "train", help="train the Educator's or the Poet's adapter from its training set",
@@ -40,9 +29,9 @@ def add_build_parsers(sub) -> None:
         "config/<role>_training.toml. Checkpoints go to data/checkpoints/<role>/; running it again resumes "
         "from the newest one.")
     train.add_argument("role", choices=ROLES)
-    train.add_argument("--num-epochs-override", type=_count("--num-epochs-override"), metavar="N",
+    train.add_argument("--num-epochs-override", type=positive_int("--num-epochs-override"), metavar="N",
                        help="epochs for this run instead of the config's")
-    train.add_argument("--max-steps", type=_count("--max-steps"), metavar="N",
+    train.add_argument("--max-steps", type=positive_int("--max-steps"), metavar="N",
                        help="stop after N optimiser steps (a quick check)")
     _backend(train)
 

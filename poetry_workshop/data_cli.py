@@ -17,7 +17,8 @@ TASKS = ("critiques", "briefs", "lessons", "autopsies", "comparisons", "dialogue
 MAX_WARNINGS_SHOWN = 20
 
 
-def _positive_int(flag: str):
+def positive_int(flag: str):
+    """An argparse type: a whole number of at least 1, named by its flag in the error."""
     def parse(value: str) -> int:
         try:
             n = int(value)
@@ -55,7 +56,7 @@ def add_data_parser(sub) -> None:
         "--critiques); poet-pairs write from briefs.jsonl (or --briefs).",
     )
     gen.add_argument("task", choices=TASKS, metavar="TASK", help=f"one of: {', '.join(TASKS)}")
-    gen.add_argument("--limit", type=_positive_int("--limit"), metavar="N",
+    gen.add_argument("--limit", type=positive_int("--limit"), metavar="N",
                      help="how many accepted records the file should hold (default from config/generation.toml)")
     gen.add_argument("--output", metavar="PATH", help="records file (default data/annotated/TASK.jsonl); "
                      "rejects and the ledger go beside it")
@@ -68,7 +69,7 @@ def add_data_parser(sub) -> None:
                      "(hub name or local folder)")
     gen.add_argument("--hf-field", metavar="FIELD", default="text", help="with --from-hf: the poem field (default text)")
     gen.add_argument("--hf-split", metavar="SPLIT", default="train", help="with --from-hf: the split (default train)")
-    gen.add_argument("--concurrency", type=_positive_int("--concurrency"), metavar="N",
+    gen.add_argument("--concurrency", type=positive_int("--concurrency"), metavar="N",
                      help="requests in flight (default from config)")
     gen.add_argument("--max-cost", type=_dollars, metavar="USD",
                      help="spend at most this many dollars in this run; it stops before a call that could pass it")
@@ -100,7 +101,7 @@ def add_data_parser(sub) -> None:
     only = prep.add_mutually_exclusive_group()
     only.add_argument("--educator-only", action="store_true", help="only the Educator's sets")
     only.add_argument("--poet-only", action="store_true", help="only the Poet's sets")
-    prep.add_argument("--min-samples", type=_positive_int("--min-samples"), metavar="N",
+    prep.add_argument("--min-samples", type=positive_int("--min-samples"), metavar="N",
                       help="cap each training set at N examples (a quick run)")
     prep.add_argument("--seed", type=int, metavar="N", help="split seed (default: the training config's seed)")
     prep.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="a TOML file of overrides")

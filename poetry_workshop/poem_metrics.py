@@ -15,7 +15,6 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from difflib import SequenceMatcher
 from functools import lru_cache
 
 from poetry_workshop.persona import LlmIsm
@@ -327,11 +326,6 @@ def distinct_n(texts: Iterable[str], n: int = 2) -> float:
         grams.update(g)
         total += len(g)
     return len(grams) / total if total else 0.0
-
-
-def similarity(a: str, b: str) -> float:
-    """Character-level similarity (difflib), for texts where word order matters."""
-    return SequenceMatcher(None, a, b, autojunk=False).ratio()
 
 
 def line_similarity(a: str, b: str) -> float:

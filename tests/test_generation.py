@@ -20,7 +20,7 @@ from poetry_workshop.config import load_settings
 from poetry_workshop.pipeline.generation import GenerateOptions, TeachingDataRun
 from poetry_workshop.pipeline.jsonl_log import read_jsonl
 
-KEY = "sk-ant-test-DO-NOT-LEAK-123"
+KEY = "loopback-credential-that-must-not-leak"
 GOOD = [
     "The hose kicks in the yard\nwhere my father left it coiled,\na green snake with a brass head.",
     "At the bus stop the rain\nwrites nothing on the shelter glass\nbut the number 14, backwards.",

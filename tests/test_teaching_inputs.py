@@ -78,7 +78,8 @@ def test_unusable_files_are_skipped_with_a_warning_and_counted(tmp_path):
 
 
 def test_a_local_hugging_face_data_set_is_read_through_datasets(tmp_path):
-    datasets = pytest.importorskip("datasets")
+    import datasets  # installed by the test set-up; a missing one must fail, not skip
+
     saved = tmp_path / "saved"
     texts = [POEM, "Another poem entirely, with two\nlines of its own here"]
     datasets.Dataset.from_dict({"content": texts}).save_to_disk(str(saved))

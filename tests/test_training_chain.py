@@ -11,8 +11,6 @@ import pytest
 from conftest import STARTER, run_cli
 from poetry_workshop.errors import ConfigError
 
-pytest.importorskip("trl")
-
 SMALL = {
     "POETRY_WORKSHOP__EDUCATOR_TRAINING__TRAINING__BASE_MODEL": f'"{STARTER}"',
     "POETRY_WORKSHOP__EDUCATOR_TRAINING__TRAINING__BATCH_SIZE": "2",

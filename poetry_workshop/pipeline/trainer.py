@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
