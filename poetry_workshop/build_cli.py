@@ -1,7 +1,7 @@
-"""`workshop train` and `workshop export`: arguments and terminal output for building models.
+"""`workshop train`, `export`, `cloud`, `pipeline` and `first-test`: arguments and terminal output for building models.
 
 Like cli.py, this module only parses and prints; the work is in `pipeline.trainer` and
-`pipeline.gguf_export`, whose libraries (torch, transformers, trl, peft) load only when a
+`pipeline.gguf_export`, `pipeline.build_chain` and `pipeline.cloud_sync`, whose libraries (torch, transformers, trl, peft) load only when a
 command here runs.
 """
 
@@ -43,51 +43,186 @@ def add_build_parsers(sub) -> None:
     export.add_argument("role", nargs="?", choices=ROLES)
     _backend(export)
 
+    cloud = sub.add_parser(
+        "cloud", help="send the training sets to Modal, or fetch the exported models from it",
+        description="upload: send data/<role>_training/ to the Modal volume poetry-data (only files whose sha256 "
+        "changed; the cloud trainer refuses a set that does not match what was uploaded). download: fetch the "
+        "exported GGUF and its manifest from the volume poetry-gguf into models/ (skipped when the local copy "
+        "already has the manifest's sha256). Needs Modal credentials (`modal setup`).")
+    cloud.add_argument("action", choices=["upload", "download"])
+    cloud.add_argument("role", nargs="?", choices=ROLES, help="one role (default: both that exist)")
+    cloud.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="a TOML file of overrides")
 
-def _local_only(args) -> None:
-    if args.backend == "modal":
-        raise ConfigError("the Modal backend is not available in this version yet; use --backend local")
+    pipeline = sub.add_parser(
+        "pipeline", help="the whole build: teaching data → gate → training sets → train → export",
+        description="Generate teaching data with Claude up to the limits in config/generation.toml (records "
+        "already made are kept and not paid for again), gate it, build the training sets, train and export "
+        "each role. Every stage resumes where it stopped when run again.")
+    only = pipeline.add_mutually_exclusive_group()
+    only.add_argument("--educator-only", action="store_true", help="build only the Educator")
+    only.add_argument("--poet-only", action="store_true", help="build only the Poet")
+    pipeline.add_argument("--train-only", action="store_true",
+                          help="skip the data stages: train and export from the training sets already prepared")
+    pipeline.add_argument("--num-epochs", type=positive_int("--num-epochs"), metavar="N",
+                          help="epochs for this run instead of the training configs'")
+    pipeline.add_argument("--max-cost", type=float, metavar="USD", help="stop generating before spending more than this")
+    pipeline.add_argument("--yes", action="store_true", help="spend on Claude without asking (after the estimate)")
+    _backend(pipeline)
+
+    first = sub.add_parser(
+        "first-test", help="prove the chain on a tiny scale: 3 briefs + 3 lessons → train 1 epoch → export → chat",
+        description="Generate 3 briefs and 3 lessons with Claude (ANTHROPIC_BASE_URL and ANTHROPIC_API_KEY as the "
+        "SDK reads them), gate them, prepare 5 training samples, train the Educator for 1 epoch, export it to "
+        "GGUF and have it critique a short poem. Its data goes to data/first-test/ and its model to "
+        "models/first-test/, apart from your own. With --backend local the base is the starter model, so it "
+        "runs on this machine in a few minutes.")
+    first.add_argument("--base", metavar="MODEL",
+                       help="base model (default: the starter GGUF locally, the training config's base on Modal)")
+    first.add_argument("--yes", action="store_true", help="spend on Claude without asking (after the estimate)")
+    _backend(first)
+
+
+def _layers(args):
+    """The settings above the config files, as the cloud needs them sent."""
+    import os
+    from pathlib import Path
+
+    from poetry_workshop.config import override_layers
+
+    config = getattr(args, "config", None)
+    return override_layers(Path(config).expanduser() if config else None, os.environ)
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def cmd_train(args) -> int:
     from poetry_workshop.config import load_settings
-    from poetry_workshop.pipeline.trainer import train
+    from poetry_workshop.pipeline.build_chain import open_backend
 
-    _local_only(args)
-    settings = load_settings(args.config)
-
-    def show(event) -> None:
-        parts = [f"{event.role}: step {event.step}/{event.total_steps}"]
-        if event.loss is not None:
-            parts.append(f"loss {event.loss:.3f}")
-        if event.eval_loss is not None:
-            parts.append(f"validation loss {event.eval_loss:.3f}")
-        parts.append(f"{event.tokens_per_second:.0f} tok/s")
-        if event.eta_seconds:
-            parts.append(f"about {event.eta_seconds / 60:.1f} min left")
-        print(", ".join(parts), file=sys.stderr, flush=True)
-
-    result = train(args.role, settings, epochs=args.num_epochs_override, max_steps=args.max_steps,
-                   on_progress=show, log=lambda m: print(m, file=sys.stderr, flush=True))
-    resumed = f", resumed from {result.resumed_from}" if result.resumed_from else ""
-    dropped = f" ({result.dropped} longer than max_seq left out)" if result.dropped else ""
-    print(f"{result.role}: {result.steps} steps on {result.examples} examples{dropped}{resumed}; "
-          f"adapter in {result.adapter}")
+    settings = load_settings(getattr(args, "config", None))
+    with open_backend(args.backend, settings, _layers(args), _log) as backend:
+        if args.backend == "modal":
+            backend.upload([args.role])
+        result = backend.train(args.role, args.num_epochs_override, args.max_steps)
+    resumed = f", resumed from {result['resumed_from']}" if result.get("resumed_from") else ""
+    dropped = f" ({result['dropped']} longer than max_seq left out)" if result.get("dropped") else ""
+    where = f"adapter in {result['adapter']}" if result.get("adapter") else \
+        f"adapter on volume {settings.export.modal.checkpoint_volume}"
+    print(f"{args.role}: {result['steps']} steps on {result['examples']} examples{dropped}{resumed}; {where}")
     return ExitCode.OK
 
 
 def cmd_export(args) -> int:
     from poetry_workshop.config import load_settings
-    from poetry_workshop.pipeline.gguf_export import export
+    from poetry_workshop.pipeline.build_chain import open_backend
     from poetry_workshop.pipeline.trainer import checkpoints_dir
 
-    _local_only(args)
-    settings = load_settings(args.config)
-    roles = [args.role] if args.role else [r for r in ROLES if (checkpoints_dir(r) / "adapter").is_dir()]
+    settings = load_settings(getattr(args, "config", None))
+    if args.role:
+        roles = [args.role]
+    elif args.backend == "modal":
+        roles = list(ROLES)
+    else:
+        roles = [r for r in ROLES if (checkpoints_dir(r) / "adapter").is_dir()]
     if not roles:
         raise ConfigError("no trained adapter to export; run `workshop train educator` (or poet) first")
-    for role in roles:
-        result = export(role, settings, log=lambda m, role=role: print(f"{role}: {m}", file=sys.stderr, flush=True))
-        print(f"{role}: published {result.gguf} (manifest {result.manifest.name}); use it with "
-              f"`workshop --{role} {result.gguf}` or set [inference_config.models] {role} in your config")
+    with open_backend(args.backend, settings, _layers(args), _log) as backend:
+        for role in roles:
+            gguf = backend.export(role)
+            print(f"{role}: published {gguf} (manifest {gguf.name}.json); use it with "
+                  f"`workshop --{role} {gguf}` or set [inference_config.models] {role} in your config")
     return ExitCode.OK
+
+
+def _confirm(yes: bool):
+    """Ask before spending on Claude, on a terminal; elsewhere --yes says go."""
+    if yes:
+        return None
+
+    def ask(estimate: str) -> bool:
+        print(estimate, file=sys.stderr)
+        if not sys.stdin.isatty():
+            raise ConfigError("this would spend on the Claude API and there is no terminal to ask; "
+                              "add --yes to go ahead")
+        return input("Go ahead? [y/N] ").strip().lower() in ("y", "yes")
+
+    return ask
+
+
+def cmd_cloud(args) -> int:
+    from poetry_workshop.config import load_settings
+    from poetry_workshop.pipeline.build_chain import modal_credentials_ready
+    from poetry_workshop.pipeline.cloud_sync import ModalVolume, download, set_files, upload
+
+    settings = load_settings(getattr(args, "config", None))
+    if not modal_credentials_ready():
+        raise ConfigError("Modal is not set up on this machine: run `modal setup` (or set MODAL_TOKEN_ID and "
+                          "MODAL_TOKEN_SECRET), then try again")
+    modal = settings.export.modal
+    if args.action == "upload":
+        roles = [args.role] if args.role else [r for r in ROLES if set_files(r, settings)]
+        if not roles:
+            raise ConfigError("no training sets to upload; run `workshop data prepare` first")
+        result = upload(ModalVolume(modal.data_volume), roles, settings, _log)
+        print(f"upload to {modal.data_volume}: {len(result.sent)} file(s) sent, {len(result.unchanged)} unchanged")
+        return ExitCode.OK
+    volume = ModalVolume(modal.gguf_volume)
+    for role in [args.role] if args.role else ROLES:
+        got = download(volume, role, settings, _log)
+        state = "downloaded" if got.fetched else "already up to date"
+        print(f"{role}: {got.path} {state}")
+    return ExitCode.OK
+
+
+def cmd_pipeline(args) -> int:
+    from poetry_workshop.pipeline.build_chain import ChainPlan, run_chain
+
+    config = getattr(args, "config", None)
+    plan = ChainPlan.from_flags(educator_only=args.educator_only, poet_only=args.poet_only,
+                                train_only=args.train_only, epochs=args.num_epochs, backend=args.backend,
+                                config_path=config, max_cost=args.max_cost)
+    result = run_chain(plan, config_path=config, log=_log, confirm=_confirm(args.yes))
+    for role, gguf in result.models.items():
+        print(f"{role}: {gguf}")
+    if result.dollars:
+        print(f"Claude: ${result.dollars:.4f} this run", file=sys.stderr)
+    return ExitCode.OK
+
+
+FIRST_TEST_TARGETS = {"briefs": 3, "lessons": 3}
+FIRST_TEST_SAMPLES = 5
+FIRST_TEST_POEM = "the kettle clicks off\nand the house goes on\nwithout me for a minute"
+
+
+def cmd_first_test(args) -> int:
+    from poetry_workshop import locations
+    from poetry_workshop.cli import run_session
+    from poetry_workshop.config import load_settings
+    from poetry_workshop.pipeline.build_chain import ChainPlan, run_chain
+
+    config = getattr(args, "config", None)
+    settings = load_settings(config)
+    base = args.base
+    if base is None and args.backend == "local":
+        starter = locations.resolve_project_path(settings.inference.models.starter)
+        if not starter.is_file():
+            raise ConfigError(f"{starter}: the starter model is missing; run `workshop setup` first")
+        base = str(starter)
+    out_dir = locations.resolve_project_path(settings.export.export.output_dir) / "first-test"
+    run = {"export_pipeline": {"export": {"output_dir": str(out_dir)}}}
+    if base:
+        run["educator_training"] = {"training": {"base_model": base}}
+    plan = ChainPlan(roles=("educator",), backend=args.backend, targets=dict(FIRST_TEST_TARGETS),
+                     min_samples=FIRST_TEST_SAMPLES, epochs=1, layers=[("first-test", run)])
+    with locations.using_data_dir(locations.data_dir() / "first-test") as data:
+        _log(f"first-test: data in {data}, model in {out_dir}")
+        result = run_chain(plan, config_path=config, log=_log, confirm=_confirm(args.yes))
+    gguf = result.models["educator"]
+    _log(f"first-test: the app loads {gguf.name} as the Educator and critiques a short poem")
+    chat = argparse.Namespace(config=config, educator=str(gguf), poet=None, rounds=1)
+    status = run_session(chat, "workshop", FIRST_TEST_POEM)
+    if status == ExitCode.OK:
+        _log(f"first-test: passed. Use this Educator with `workshop --educator {gguf}`")
+    return status

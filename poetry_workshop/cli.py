@@ -97,9 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from poetry_workshop.build_cli import add_build_parsers
     from poetry_workshop.data_cli import add_data_parser
+    from poetry_workshop.eval_cli import add_eval_parser
 
     add_data_parser(sub)
     add_build_parsers(sub)
+    add_eval_parser(sub)
     return parser
 
 
@@ -140,7 +142,7 @@ def _open_studio(args):
     return studio
 
 
-def _run_session(args, mode: str, text: str) -> int:
+def run_session(args, mode: str, text: str) -> int:
     from poetry_workshop.session import validate_text
     from poetry_workshop.transcript import to_markdown
 
@@ -165,7 +167,7 @@ def _run_session(args, mode: str, text: str) -> int:
 
 
 def cmd_write(args) -> int:
-    return _run_session(args, "write", args.prompt)
+    return run_session(args, "write", args.prompt)
 
 
 def cmd_critique(args) -> int:
@@ -181,7 +183,7 @@ def cmd_critique(args) -> int:
             raise WorkshopError(f"{path}: not UTF-8 text; save the poem as UTF-8")
     if not hasattr(args, "rounds") or args.rounds is None:
         args.rounds = 1
-    return _run_session(args, "workshop", text)
+    return run_session(args, "workshop", text)
 
 
 def cmd_models(args) -> int:
@@ -315,8 +317,33 @@ def cmd_export(args) -> int:
     return _needs("train", run_export, args)
 
 
+def cmd_eval(args) -> int:
+    from poetry_workshop.eval_cli import cmd_eval as run_eval
+
+    return _needs("pipeline", run_eval, args)
+
+
+def cmd_cloud(args) -> int:
+    from poetry_workshop.build_cli import cmd_cloud as run_cloud
+
+    return _needs("pipeline", run_cloud, args)
+
+
+def cmd_pipeline(args) -> int:
+    from poetry_workshop.build_cli import cmd_pipeline as run_pipeline
+
+    return _needs("train", run_pipeline, args)
+
+
+def cmd_first_test(args) -> int:
+    from poetry_workshop.build_cli import cmd_first_test as run_first_test
+
+    return _needs("train", run_first_test, args)
+
+
 COMMANDS = {"write": cmd_write, "critique": cmd_critique, "models": cmd_models, "setup": cmd_setup,
-            "sessions": cmd_sessions, "data": cmd_data, "train": cmd_train, "export": cmd_export}
+            "sessions": cmd_sessions, "data": cmd_data, "train": cmd_train, "export": cmd_export,
+            "eval": cmd_eval, "cloud": cmd_cloud, "pipeline": cmd_pipeline, "first-test": cmd_first_test}
 
 
 def main(argv: list[str] | None = None) -> int:

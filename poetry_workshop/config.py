@@ -182,16 +182,23 @@ def _env_layer(environ: typing.Mapping[str, str]) -> list[tuple[str, dict[str, A
     return layers
 
 
-def _override_layers(
-    config_path: Path | None, environ: typing.Mapping[str, str]
-) -> list[tuple[str, dict[str, Any]]]:
-    layers: list[tuple[str, dict[str, Any]]] = []
+Layer = tuple[str, dict[str, Any]]  # (where it came from, {file: {table: {key: value}}})
+
+
+def override_layers(
+    config_path: Path | None, environ: typing.Mapping[str, str], extra: typing.Sequence[Layer] = ()
+) -> list[Layer]:
+    """Every layer above the config files, lowest first: the user file, the environment,
+    `--config`, then `extra` (a run's own settings, such as first-test's small base).
+    The Modal backend sends these to the cloud, where the user's files are not."""
+    layers: list[Layer] = []
     user_file = locations.user_config_file()
     if user_file.is_file():
         layers.append((str(user_file), read_toml(user_file)))
     layers.extend(_env_layer(environ))
     if config_path is not None:
         layers.append((str(config_path), read_toml(config_path)))
+    layers.extend(extra)
     for source, table in layers:
         for name, section in table.items():
             if name not in SCHEMAS:
@@ -204,12 +211,13 @@ def _override_layers(
 
 
 def load_settings(
-    config_path: str | Path | None = None, environ: typing.Mapping[str, str] | None = None
+    config_path: str | Path | None = None, environ: typing.Mapping[str, str] | None = None,
+    extra: typing.Sequence[Layer] = (),
 ) -> Settings:
     """Read every config file with its overrides; raise `ConfigError` on anything invalid."""
     environ = os.environ if environ is None else environ
     path = Path(config_path).expanduser() if config_path is not None else None
-    overrides = _override_layers(path, environ)
+    overrides = override_layers(path, environ, extra)
     loaded: dict[str, Any] = {}
     sources: list[str] = []
     for name, schema in SCHEMAS.items():

@@ -5,11 +5,14 @@ source tree) and the user folder (the session database and the user's own config
 `POETRY_WORKSHOP_HOME` relocates the user folder, which is how tests keep away from a
 person's real files; `POETRY_WORKSHOP_ROOT` points at another project folder and
 `POETRY_WORKSHOP_DATA` at another data folder (raw poems, generated and training data).
+`POETRY_WORKSHOP_CHECKPOINTS` puts training checkpoints elsewhere (on Modal, their own volume).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import platformdirs
@@ -17,6 +20,7 @@ import platformdirs
 HOME_ENV = "POETRY_WORKSHOP_HOME"
 ROOT_ENV = "POETRY_WORKSHOP_ROOT"
 DATA_ENV = "POETRY_WORKSHOP_DATA"
+CHECKPOINTS_ENV = "POETRY_WORKSHOP_CHECKPOINTS"
 
 
 def project_root() -> Path:
@@ -45,9 +49,31 @@ def data_dir() -> Path:
     return project_root() / "data"
 
 
+@contextmanager
+def using_data_dir(folder: Path) -> Iterator[Path]:
+    """Run a block against another data folder (first-test keeps its data apart from yours)."""
+    before = os.environ.get(DATA_ENV)
+    os.environ[DATA_ENV] = str(folder)
+    try:
+        yield folder
+    finally:
+        if before is None:
+            os.environ.pop(DATA_ENV, None)
+        else:
+            os.environ[DATA_ENV] = before
+
+
 def annotated_dir() -> Path:
     """Where the teaching-data generators append their records, rejects and ledger."""
     return data_dir() / "annotated"
+
+
+def checkpoints_dir() -> Path:
+    """Training checkpoints and finished adapters, one folder per role."""
+    override = os.environ.get(CHECKPOINTS_ENV)
+    if override:
+        return Path(override).expanduser().resolve()
+    return data_dir() / "checkpoints"
 
 
 def user_dir() -> Path:

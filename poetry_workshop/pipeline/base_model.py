@@ -26,6 +26,17 @@ def bases_dir() -> Path:
     return locations.models_dir() / ".bases"
 
 
+def quiet_transformers() -> None:
+    """Progress goes through our own events: drop transformers' weight-loading bars and its
+    warnings about argument names trl still uses (they fill the log and say nothing to a user)."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
+
+
 def resolve_base(name: str, log=lambda message: None) -> str:
     """A path or hub name that `from_pretrained` can load for training."""
     if not is_local_gguf(name):

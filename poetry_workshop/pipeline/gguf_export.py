@@ -30,7 +30,7 @@ from pathlib import Path
 
 from poetry_workshop import locations
 from poetry_workshop.errors import ConfigError, WorkshopError
-from poetry_workshop.pipeline.base_model import resolve_base
+from poetry_workshop.pipeline.base_model import quiet_transformers, resolve_base
 from poetry_workshop.starter import sha256_of
 
 CONVERTER_MEMBERS = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/")
@@ -110,6 +110,7 @@ def merge(base_name: str, adapter: Path, out: Path, log=lambda message: None) ->
 
     if not (adapter / "adapter_config.json").is_file():
         raise ConfigError(f"{adapter}: no trained adapter here; run `workshop train` first")
+    quiet_transformers()
     base = resolve_base(base_name, log)
     dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
     tokenizer = AutoTokenizer.from_pretrained(str(adapter))  # carries the pad token training chose

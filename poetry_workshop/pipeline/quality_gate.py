@@ -138,6 +138,74 @@ def _norm(line: str) -> str:
     return " ".join(line.lower().split())
 
 
+@dataclass(frozen=True)
+class CritiqueShape:
+    """How a critique's own sentences divide (quotations removed, fragments under three words
+    not counted): the gate's actionable and praise-share rules and the eval read the same numbers."""
+
+    sentences: int
+    suggestions: int  # sentences that propose something to do
+    praise: int  # sentences of praise
+
+    @property
+    def praise_share(self) -> float:
+        return self.praise / self.sentences if self.sentences else 0.0
+
+
+def critique_shape(text: str) -> CritiqueShape:
+    prose = _quote_free(text)
+    bounds, marks = _sentence_marks(prose)
+    real = {k for k, (b, e) in enumerate(bounds) if len(prose[b:e].split()) >= 3}  # not fragments
+    return CritiqueShape(len(real), len(marks["suggestion"] & real), len(marks["praise"] & real))
+
+
+def ungrounded_quotes(text: str, poems: list[str]) -> list[str]:
+    """The passages a critique quotes that occur in none of the poems."""
+    flat = [flatten(p) for p in poems]
+    return [q for q in quoted_passages(text) if not any(quote_occurs(q, f) for f in flat)]
+
+
+@dataclass(frozen=True)
+class RevisionDelta:
+    """What a revision did to the draft a critique discussed."""
+
+    flagged: int  # lines of the draft the critique quoted as problems
+    unchanged_flagged: list[str]  # of those, the ones the revision kept word for word
+    others: int  # lines the critique did not flag
+    flagged_changed: float | None  # share of flagged lines changed; None when nothing was flagged
+    unflagged_change: float | None  # 0 (kept) to 1 (rewritten) over the other lines; None without any
+
+
+def revision_delta(before: str, critique: str, after: str) -> RevisionDelta:
+    raw_rows = before.split("\n")
+    row_to_line = {}
+    for row, line in enumerate(raw_rows):
+        if line.strip():
+            row_to_line[row] = len(row_to_line)
+    flagged: set[int] = set()
+    for passage in flagged_passages(critique):
+        spans, _ = locate_quotes(before, f'"{passage}"')
+        flagged |= {row_to_line[s.row] for s in spans if s.row in row_to_line}
+    old = pm.poem_lines(before)
+    new = pm.poem_lines(after)
+    new_norm = {_norm(line) for line in new}
+    unchanged = [old[i] for i in sorted(flagged) if _norm(old[i]) in new_norm]
+    changed = 1 - len(unchanged) / len(flagged) if flagged else None
+    others = [(i, line) for i, line in enumerate(old) if i not in flagged]
+    change = None
+    if others and new:
+        scores = []
+        for i, line in others:
+            if _norm(line) in new_norm:
+                scores.append(1.0)
+                continue
+            # A line may have moved a little; it counts as kept by its closest neighbour.
+            window = new[max(0, i - 3): i + 4] or new
+            scores.append(max(pm.line_similarity(line, candidate) for candidate in window))
+        change = 1 - sum(scores) / len(scores)
+    return RevisionDelta(len(flagged), unchanged, len(others), changed, change)
+
+
 class QualityGate:
     def __init__(self, config: QualityGateConfig, matcher: pm.LlmIsmMatcher, baseline: float,
                  training_poems: Iterable[tuple[str, str]] = ()):
@@ -222,8 +290,7 @@ class QualityGate:
         """Grounded (quotes occur, cited lines exist), actionable, not mostly praise, not a rewrite."""
         rules = self.cfg.critique
         out = []
-        flat = [flatten(p) for p in poems]
-        missing = [q for q in quoted_passages(text) if not any(quote_occurs(q, f) for f in flat)]
+        missing = ungrounded_quotes(text, poems)
         if missing:
             out.append(Failure("grounded-quotes", f"{label}: quotes words that are not in the poem: "
                                                   + "; ".join(f'"{q[:60]}"' for q in missing[:3])))
@@ -233,15 +300,11 @@ class QualityGate:
             out.append(Failure("cited-lines", f"{label}: cites line {bad_lines[0]}; the poem has {longest} lines"))
         if not whole:
             return out
-        prose = _quote_free(text)
-        bounds, marks = _sentence_marks(prose)
-        real = {k for k, (b, e) in enumerate(bounds) if len(prose[b:e].split()) >= 3}  # not fragments
-        sentences = len(real)
-        if len(marks["suggestion"] & real) < rules.min_suggestions:
-            out.append(Failure("actionable", f"{label}: no actionable suggestion in {sentences} sentences"))
-        praise = len(marks["praise"] & real)
-        if sentences and praise / sentences > rules.max_praise_share:
-            out.append(Failure("praise-share", f"{label}: {praise} of {sentences} sentences are praise"))
+        shape = critique_shape(text)
+        if shape.suggestions < rules.min_suggestions:
+            out.append(Failure("actionable", f"{label}: no actionable suggestion in {shape.sentences} sentences"))
+        if shape.sentences and shape.praise_share > rules.max_praise_share:
+            out.append(Failure("praise-share", f"{label}: {shape.praise} of {shape.sentences} sentences are praise"))
         known = {_norm(line) for p in poems for line in pm.poem_lines(p)}
         run, longest_run = [], []
         for line in text.splitlines():
@@ -257,38 +320,16 @@ class QualityGate:
     def revision(self, before: str, critique: str, after: str, label: str) -> list[Failure]:
         """The revision changes the lines the critique quoted, and not much else."""
         rules = self.cfg.revision
-        raw_rows = before.split("\n")
-        row_to_line = {}
-        for row, line in enumerate(raw_rows):
-            if line.strip():
-                row_to_line[row] = len(row_to_line)
-        flagged: set[int] = set()
-        for passage in flagged_passages(critique):
-            spans, _ = locate_quotes(before, f'"{passage}"')
-            flagged |= {row_to_line[s.row] for s in spans if s.row in row_to_line}
-        old = pm.poem_lines(before)
-        new = pm.poem_lines(after)
-        new_norm = {_norm(line) for line in new}
+        delta = revision_delta(before, critique, after)
         out = []
-        if flagged:
-            unchanged = [old[i] for i in sorted(flagged) if _norm(old[i]) in new_norm]
-            changed = 1 - len(unchanged) / len(flagged)
-            if changed < rules.min_flagged_changed:
-                out.append(Failure("revision-focus", f"{label}: changed {changed:.0%} of the {len(flagged)} lines the "
-                                                     f"critique quoted; \"{unchanged[0][:60]}\" is untouched"))
-        others = [(i, line) for i, line in enumerate(old) if i not in flagged]
-        if others and new:
-            scores = []
-            for i, line in others:
-                if _norm(line) in new_norm:
-                    scores.append(1.0)
-                    continue
-                window = new[max(0, i - 3): i + 4] or new
-                scores.append(max(pm.line_similarity(line, candidate) for candidate in window))
-            change = 1 - sum(scores) / len(scores)
-            if change > rules.max_unflagged_change:
-                out.append(Failure("revision-scope", f"{label}: {change:.0%} change in the {len(others)} lines the "
-                                                     "critique did not quote; a revision should change what was flagged"))
+        if delta.flagged_changed is not None and delta.flagged_changed < rules.min_flagged_changed:
+            out.append(Failure("revision-focus", f"{label}: changed {delta.flagged_changed:.0%} of the {delta.flagged} "
+                                                 f"lines the critique quoted; \"{delta.unchanged_flagged[0][:60]}\" "
+                                                 "is untouched"))
+        if delta.unflagged_change is not None and delta.unflagged_change > rules.max_unflagged_change:
+            out.append(Failure("revision-scope", f"{label}: {delta.unflagged_change:.0%} change in the {delta.others} "
+                                                 "lines the critique did not quote; a revision should change what "
+                                                 "was flagged"))
         return out
 
     def hygiene(self, text: str, label: str) -> list[Failure]:
@@ -584,6 +625,16 @@ def read_records(path: Path) -> tuple[list[dict], list[str]]:
     return records, warnings
 
 
+def human_rate(settings, matcher: pm.LlmIsmMatcher, good_poems: list[str]) -> tuple[float, str]:
+    """The LLM-ism rate of the person's own good poems (the bar machine text is held to),
+    or the configured default when there are none; with a phrase saying which."""
+    measured = pm.human_baseline(matcher, good_poems, SLOP)
+    if measured is None:
+        baseline = settings.gate.llm_isms.default_baseline_per_1k
+        return baseline, f"default {baseline:g} per 1,000 words (no poems in data/raw/good/)"
+    return measured, f"{len(good_poems)} poems in data/raw/good/"
+
+
 def gate_file(settings, input_path: Path, output: Path | None = None, reject_log: Path | None = None,
               warn: Callable[[str], None] = lambda line: None) -> GateRun:
     """Gate one records file; bad lines go to `warn` before anything else happens."""
@@ -602,14 +653,8 @@ def gate_file(settings, input_path: Path, output: Path | None = None, reject_log
         raise ConfigError(f"--output {output} is the input file; choose another path")
 
     matcher = pm.LlmIsmMatcher(load_llm_isms())
-    reader = RawPoemReader(settings.generation.raw)
-    raw = reader.read_raw(locations.data_dir() / "raw")
-    measured = pm.human_baseline(matcher, (p.text for p in raw["good"]), SLOP)
-    if measured is None:
-        baseline = settings.gate.llm_isms.default_baseline_per_1k
-        source = f"default {baseline:g} per 1,000 words (no poems in data/raw/good/)"
-    else:
-        baseline, source = measured, f"{len(raw['good'])} poems in data/raw/good/"
+    raw = RawPoemReader(settings.generation.raw).read_raw(locations.data_dir() / "raw")
+    baseline, source = human_rate(settings, matcher, [p.text for p in raw["good"]])
     training = [(p.source, p.text) for quality in ("good", "bad") for p in raw[quality]]
     gate = QualityGate(settings.gate, matcher, baseline, training)
 

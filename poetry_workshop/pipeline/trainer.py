@@ -24,7 +24,7 @@ from pathlib import Path
 
 from poetry_workshop import locations
 from poetry_workshop.errors import ConfigError
-from poetry_workshop.pipeline.base_model import resolve_base
+from poetry_workshop.pipeline.base_model import quiet_transformers, resolve_base
 from poetry_workshop.pipeline.training_sets import check_conversation
 
 ROLES = ("educator", "poet")
@@ -55,8 +55,8 @@ class TrainResult:
 
 
 def checkpoints_dir(role: str) -> Path:
-    """Checkpoints and the final adapter, beside the data they were trained on."""
-    return locations.data_dir() / "checkpoints" / role
+    """Checkpoints and the final adapter of one role."""
+    return locations.checkpoints_dir() / role
 
 
 def read_conversations(path: Path) -> list[list[dict]]:
@@ -133,7 +133,10 @@ def choose_pad_token(tokenizer, model, end_of_turn: int) -> None:
 
 def train(role: str, settings, *, epochs: int | None = None, max_steps: int | None = None,
           on_progress: Callable[[TrainingProgress], None] | None = None,
-          log: Callable[[str], None] = lambda message: None) -> TrainResult:
+          log: Callable[[str], None] = lambda message: None,
+          on_checkpoint: Callable[[Path], None] = lambda folder: None) -> TrainResult:
+    """Train `role`'s adapter. `on_checkpoint` runs after each checkpoint and after the final
+    adapter is saved (the Modal backend commits its volume there, so a retry resumes)."""
     if role not in ROLES:
         raise ConfigError(f"unknown role '{role}'; train educator or poet")
     import datasets
@@ -155,6 +158,7 @@ def train(role: str, settings, *, epochs: int | None = None, max_steps: int | No
     train_conversations = read_conversations(train_path)
     valid_conversations = read_conversations(valid_path) if valid_path.is_file() and valid_path.stat().st_size else []
 
+    quiet_transformers()
     base = resolve_base(run.base_model, log)
     cuda = torch.cuda.is_available()
     try:
@@ -225,6 +229,9 @@ def train(role: str, settings, *, epochs: int | None = None, max_steps: int | No
     tokens_seen = 0
 
     class Progress(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            on_checkpoint(out_dir / f"checkpoint-{state.global_step}")
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             nonlocal tokens_seen
             logs = logs or {}
@@ -258,5 +265,6 @@ def train(role: str, settings, *, epochs: int | None = None, max_steps: int | No
         "epochs": num_epochs, "steps": trainer.state.global_step, "end_of_turn_id": end_of_turn,
         "pad_token_id": tokenizer.pad_token_id, "max_seq": run.max_seq,
     }, indent=2), encoding="utf-8")
+    on_checkpoint(adapter)
     return TrainResult(role, adapter, trainer.state.global_step, getattr(output, "training_loss", None),
                        eval_losses, str(resume) if resume else None, len(train_rows), dropped)
