@@ -25,6 +25,7 @@ from poetry_workshop.errors import ConfigError, WorkshopError
 ROLES = ("educator", "poet")
 # Generation order: dialogues continue critiques, poet-pairs write from briefs.
 GENERATION_ORDER = ("critiques", "briefs", "lessons", "autopsies", "comparisons", "dialogues", "poet-pairs")
+BUILDS_ON = {"dialogues": "critiques", "poet-pairs": "briefs"}
 ROLE_NEEDS = {
     "educator": {"critiques", "briefs", "lessons", "autopsies", "comparisons", "dialogues"},
     "poet": {"briefs", "poet-pairs", "critiques", "dialogues"},
@@ -189,7 +190,13 @@ def generate_all(settings, plan: ChainPlan, log: Log, confirm: Callable[[str], b
         estimate = 0.0
         parts = []
         for task, target in plan.targets.items():
-            e = TeachingDataRun(settings, GenerateOptions(task=task, limit=target)).estimate()
+            try:
+                e = TeachingDataRun(settings, GenerateOptions(task=task, limit=target)).estimate()
+            except ConfigError:
+                if task not in BUILDS_ON:
+                    raise
+                parts.append(f"{task} (after {BUILDS_ON[task]})")
+                continue
             estimate += e["dollars"]
             parts.append(f"{task} {e['calls']}")
         cap = f", capped at ${plan.max_cost:.2f}" if plan.max_cost is not None else ""
