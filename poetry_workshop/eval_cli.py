@@ -55,6 +55,8 @@ def cmd_eval(args) -> int:
 
     settings = load_settings(getattr(args, "config", None))
     configurations = choose_configurations(settings, args.run)
+    if args.judge and len(configurations) < 2:
+        print("note: --judge compares two configurations; with one there is nothing to judge", file=sys.stderr)
 
     def progress(event) -> None:
         print(f"· {event.text}", file=sys.stderr, flush=True)

@@ -290,6 +290,7 @@ def test_fixed_seeds_give_the_same_outputs_and_numbers(tmp_path, starter_gguf, t
     (["--compare", "/nowhere/report.json"], "--compare /nowhere/report.json: no such file"),
     (["--run", "starter", "--run", f"b={STARTER}", "--judge"], "ANTHROPIC_API_KEY is not set"),
     (["--limit", "0"], "--limit must be at least 1"),
+    (["--run", "tie=m.gguf"], "'tie' names a judge verdict"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
     result = run_cli("eval", *args)

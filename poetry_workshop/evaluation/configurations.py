@@ -19,6 +19,7 @@ from poetry_workshop.gguf_file import read_gguf, require_chat_template
 from poetry_workshop.model_choice import ROLES, choose_models
 
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+_RESERVED = ("tie", "split", "failed")  # the judge's verdicts share the column with the labels
 RUN_FORM = "LABEL=educator:PATH,poet:PATH (or LABEL=PATH for both roles, or starter, or current)"
 
 
@@ -56,6 +57,8 @@ def parse_run(spec: str, settings) -> Configuration:
     label = label.strip()
     if not sep or not rest.strip():
         raise ConfigError(f"--run {spec!r}: expected {RUN_FORM}")
+    if label in _RESERVED:
+        raise ConfigError(f"--run {spec!r}: {label!r} names a judge verdict; choose another label")
     if not _LABEL.match(label):
         raise ConfigError(f"--run {spec!r}: the label {label!r} must be letters, digits, '.', '_' or '-' "
                           "(up to 40), starting with a letter or digit")
