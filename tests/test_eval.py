@@ -283,7 +283,7 @@ def test_fixed_seeds_give_the_same_outputs_and_numbers(tmp_path, starter_gguf, t
 
 @pytest.mark.parametrize("args, message", [
     (["--run", "nolabel"], "--run 'nolabel': expected LABEL=educator:PATH,poet:PATH"),
-    (["--run", "x=educator:a.gguf"], "no poet model"),
+    (["--run", "x=educator:/nowhere/a.gguf"], "/nowhere/a.gguf: x's educator model file not found"),
     (["--run", "x=teacher:a.gguf,poet:b.gguf"], "'teacher:a.gguf' is not educator:PATH or poet:PATH"),
     (["--run", "x=/nowhere/m.gguf"], "/nowhere/m.gguf: x's educator model file not found"),
     (["--run", "starter", "--run", "starter"], "the label 'starter' is used twice"),
@@ -293,6 +293,7 @@ def test_fixed_seeds_give_the_same_outputs_and_numbers(tmp_path, starter_gguf, t
     (["--run", "tie=m.gguf"], "'tie' names a judge verdict"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
+    # (A role left out of --run keeps the app's model for it; see test_a_role_left_out_keeps_the_apps_model.)
     result = run_cli("eval", *args)
     assert result.returncode == 2
     *before, last = result.stderr.strip().splitlines()
@@ -325,3 +326,12 @@ def _report(poet_metrics: dict):
                       baseline={"per_1k": 7.0, "source": "default"}, training_poems=0,
                       configurations=[{"label": "a"}], metrics={"a": {"poet": poet_metrics, "educator": {},
                                                                        "revision": {}}}, outputs={})
+
+
+def test_a_role_left_out_keeps_the_apps_model():
+    from poetry_workshop.config import load_settings
+    from poetry_workshop.evaluation.configurations import current_configuration, parse_run
+
+    settings = load_settings()
+    config = parse_run("mine=educator:/models/mine.gguf", settings)
+    assert config.educator == Path("/models/mine.gguf") and config.poet == current_configuration(settings).poet

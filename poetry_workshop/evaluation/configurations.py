@@ -1,6 +1,7 @@
 """Which models an eval compares: a configuration is a label and a GGUF file per role.
 
-`--run LABEL=educator:PATH,poet:PATH` names one (`LABEL=PATH` puts one file in both roles);
+`--run LABEL=educator:PATH,poet:PATH` names one (`LABEL=PATH` puts one file in both roles;
+a role left out keeps the model the app would choose for it);
 the words `starter` and `current` stand for the starter model in both roles and for the
 models `workshop models` would choose. Without any `--run`, the eval compares those two,
 or runs one when they are the same files. Every configuration speaks with the persona
@@ -74,9 +75,10 @@ def parse_run(spec: str, settings) -> Configuration:
             if role in paths:
                 raise ConfigError(f"--run {spec!r}: {role} is given twice")
             paths[role] = Path(value).expanduser()
-        missing = [role for role in ROLES if role not in paths]
-        if missing:
-            raise ConfigError(f"--run {spec!r}: no {missing[0]} model; give both, as {RUN_FORM}")
+        # A role left out keeps the model the app would use for it, as `--educator` alone does.
+        current = current_configuration(settings)
+        for role in ROLES:
+            paths.setdefault(role, current.path(role))
     return Configuration(label, paths["educator"], paths["poet"])
 
 

@@ -121,8 +121,8 @@ def modal_credentials_ready() -> bool:
 class ModalBackend:
     """Train and export on Modal; the training sets go up first and the models come down after."""
 
-    def __init__(self, settings, layers: list[Layer], log: Log, app_running: bool = False):
-        self.settings, self.layers, self.log, self.app_running = settings, layers, log, app_running
+    def __init__(self, settings, layers: list[Layer], log: Log, running=None):
+        self.settings, self.layers, self.log, self.running = settings, layers, log, running
         self._stack = None
 
     def __enter__(self) -> ModalBackend:
@@ -133,11 +133,13 @@ class ModalBackend:
                               "MODAL_TOKEN_SECRET), then try again; or use --backend local")
         import modal
 
-        from poetry_workshop.pipeline import modal_app
-
-        self.modal_app = modal_app
         self._stack = ExitStack()
-        if not self.app_running:
+        if self.running is not None:
+            self.modal_app = self.running  # `modal run` already started the app in that module
+        else:
+            from poetry_workshop.pipeline import modal_app
+
+            self.modal_app = modal_app
             self._stack.enter_context(modal.enable_output())
             self._stack.enter_context(modal_app.app.run())
         return self
@@ -171,9 +173,10 @@ class ModalBackend:
         return got.path
 
 
-def open_backend(backend: str, settings, layers: list[Layer], log: Log, app_running: bool = False):
+def open_backend(backend: str, settings, layers: list[Layer], log: Log, running=None):
+    """`running`: the Modal app module when `modal run` has already started its app."""
     if backend == "modal":
-        return ModalBackend(settings, layers, log, app_running)
+        return ModalBackend(settings, layers, log, running)
     if backend == "local":
         return LocalBackend(settings, log)
     raise ConfigError(f"unknown backend '{backend}'; use local or modal")
@@ -249,7 +252,7 @@ def prepare_sets(settings, plan: ChainPlan, log: Log) -> None:
 
 
 def run_chain(plan: ChainPlan, *, config_path: str | None = None, log: Log = print,
-              confirm: Callable[[str], bool] | None = None, app_running: bool = False) -> ChainResult:
+              confirm: Callable[[str], bool] | None = None, running=None) -> ChainResult:
     """Run the plan's stages in order; stop at the first that fails (nothing after it runs)."""
     settings = load_settings(config_path, extra=plan.layers)
     layers = override_layers(Path(config_path).expanduser() if config_path else None, os.environ, plan.layers)
@@ -258,7 +261,7 @@ def run_chain(plan: ChainPlan, *, config_path: str | None = None, log: Log = pri
         result.dollars = generate_all(settings, plan, log, confirm)
         gate_all(settings, plan.targets, log)
         prepare_sets(settings, plan, log)
-    with open_backend(plan.backend, settings, layers, log, app_running) as backend:
+    with open_backend(plan.backend, settings, layers, log, running) as backend:
         backend.upload(plan.roles)
         for role in plan.roles:
             log(f"train {role}: starting ({plan.backend})")

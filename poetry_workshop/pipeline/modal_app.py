@@ -20,6 +20,7 @@ The function options come from config/export_pipeline.toml [modal].
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import modal
@@ -160,4 +161,6 @@ def main(educator_only: bool = False, poet_only: bool = False, train_only: bool 
 
     plan = ChainPlan.from_flags(educator_only=educator_only, poet_only=poet_only, train_only=train_only,
                                 epochs=num_epochs or None, backend="modal")
-    run_chain(plan, log=print, app_running=True)
+    # `modal run FILE` loads this file as its own module: hand that one over, since its app
+    # is the one running (a fresh import of the package module would hold an unstarted app).
+    run_chain(plan, log=print, running=sys.modules[__name__])
