@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from poetry_workshop.data_cli import positive_int
 from poetry_workshop.errors import ConfigError, ExitCode
@@ -85,7 +86,6 @@ def add_build_parsers(sub) -> None:
 def _layers(args):
     """The settings above the config files, as the cloud needs them sent."""
     import os
-    from pathlib import Path
 
     from poetry_workshop.config import override_layers
 
@@ -97,6 +97,18 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _show_training(event) -> None:
+    parts = [f"{event.role}: step {event.step}/{event.total_steps}"]
+    if event.loss is not None:
+        parts.append(f"loss {event.loss:.3f}")
+    if event.eval_loss is not None:
+        parts.append(f"validation loss {event.eval_loss:.3f}")
+    parts.append(f"{event.tokens_per_second:.0f} tok/s")
+    if event.eta_seconds:
+        parts.append(f"about {event.eta_seconds / 60:.1f} min left")
+    _log(", ".join(parts))
+
+
 def cmd_train(args) -> int:
     from poetry_workshop.config import load_settings
     from poetry_workshop.pipeline.build_chain import open_backend
@@ -105,7 +117,7 @@ def cmd_train(args) -> int:
     with open_backend(args.backend, settings, _layers(args), _log) as backend:
         if args.backend == "modal":
             backend.upload([args.role])
-        result = backend.train(args.role, args.num_epochs_override, args.max_steps)
+        result = backend.train(args.role, args.num_epochs_override, args.max_steps, _show_training)
     resumed = f", resumed from {result['resumed_from']}" if result.get("resumed_from") else ""
     dropped = f" ({result['dropped']} longer than max_seq left out)" if result.get("dropped") else ""
     where = f"adapter in {result['adapter']}" if result.get("adapter") else \
@@ -183,11 +195,11 @@ def cmd_pipeline(args) -> int:
     plan = ChainPlan.from_flags(educator_only=args.educator_only, poet_only=args.poet_only,
                                 train_only=args.train_only, epochs=args.num_epochs, backend=args.backend,
                                 config_path=config, max_cost=args.max_cost)
-    result = run_chain(plan, config_path=config, log=_log, confirm=_confirm(args.yes))
-    for role, gguf in result.models.items():
+    state = run_chain(plan, config_path=config, log=_log, confirm=_confirm(args.yes))
+    for role, gguf in state.models.items():
         print(f"{role}: {gguf}")
-    if result.dollars:
-        print(f"Claude: ${result.dollars:.4f} this run", file=sys.stderr)
+    if state.dollars:
+        print(f"Claude: ${state.dollars:.4f} this run", file=sys.stderr)
     return ExitCode.OK
 
 
@@ -218,8 +230,8 @@ def cmd_first_test(args) -> int:
                      min_samples=FIRST_TEST_SAMPLES, epochs=1, layers=[("first-test", run)])
     with locations.using_data_dir(locations.data_dir() / "first-test") as data:
         _log(f"first-test: data in {data}, model in {out_dir}")
-        result = run_chain(plan, config_path=config, log=_log, confirm=_confirm(args.yes))
-    gguf = result.models["educator"]
+        state = run_chain(plan, config_path=config, log=_log, confirm=_confirm(args.yes))
+    gguf = Path(state.models["educator"])
     _log(f"first-test: the app loads {gguf.name} as the Educator and critiques a short poem")
     chat = argparse.Namespace(config=config, educator=str(gguf), poet=None, rounds=1)
     status = run_session(chat, "workshop", FIRST_TEST_POEM)

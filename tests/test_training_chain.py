@@ -177,8 +177,3 @@ def test_an_unknown_quantization_is_refused(tmp_path):
 
     with pytest.raises(ConfigError, match="Q4_K_M"):
         quantize(tmp_path / "in.gguf", tmp_path / "out.gguf", "Q3_FANCY")
-
-
-def test_modal_backend_is_refused_clearly_for_now(tmp_path):
-    out = run_cli("train", "educator", "--backend", "modal")
-    assert out.returncode == 2 and "not available" in out.stderr and "Traceback" not in out.stderr

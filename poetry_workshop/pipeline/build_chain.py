@@ -1,26 +1,38 @@
 """The build chain: teaching data → gate → training sets → adapters → GGUF files, stage by stage.
 
-`workshop pipeline`, `workshop first-test` and `modal run …/modal_app.py` all run
-`run_chain` with a `ChainPlan`; the stages are the same plain functions the single
-commands run. Only training and export differ by backend: in this process
-(`LocalBackend`) or on Modal (`ModalBackend`, which also uploads the training sets first
-and downloads the published models after).
+`workshop pipeline`, `workshop first-test`, `modal run …/modal_app.py` and the app's build
+screen all run a `BuildChain` from a `ChainPlan`. Its stages call the same plain functions
+as the single commands. Only training and export differ by backend: they run in this
+process (`LocalBackend`) or on Modal (`ModalBackend`, which also uploads the training sets
+first and downloads the published models after).
 
-Every stage can be run again: generation skips records it already has, the gate and
-prepare rewrite their outputs atomically, training resumes from its newest checkpoint, and
-export publishes only a model that validated.
+Every stage can be run again, so resuming is running the plan again:
+- generation skips records it already has;
+- the gate and prepare rewrite their outputs atomically;
+- training resumes from its newest checkpoint;
+- a stage whose output is already current (target reached, adapter trained on these very
+  sets, GGUF exported from this adapter) is skipped as up to date.
+
+The chain's state (each stage's state and counts, dollars, log tail) is written to
+`data/build/state.json` as it changes. The app shows where a closed run stopped from it.
+Cancelling stops generation at the next record, training at the next step (with a
+checkpoint), and anything else before its next stage.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
+import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from poetry_workshop import locations
 from poetry_workshop.config import Layer, load_settings, override_layers
-from poetry_workshop.errors import ConfigError, WorkshopError
+from poetry_workshop.errors import ConfigError, ExitCode, WorkshopError
 
 ROLES = ("educator", "poet")
 # Generation order: dialogues continue critiques, poet-pairs write from briefs.
@@ -30,8 +42,16 @@ ROLE_NEEDS = {
     "educator": {"critiques", "briefs", "lessons", "autopsies", "comparisons", "dialogues"},
     "poet": {"briefs", "poet-pairs", "critiques", "dialogues"},
 }
+STATES = ("not started", "running", "done", "skipped", "failed", "stopped")
+LOG_LINES_KEPT = 200
 
 Log = Callable[[str], None]
+
+
+class ChainCancelled(WorkshopError):
+    """The person stopped the run; what was done is kept and the next run resumes."""
+
+    exit_code = ExitCode.INTERRUPTED
 
 
 @dataclass
@@ -46,6 +66,8 @@ class ChainPlan:
     max_steps: int | None = None
     export: bool = True
     max_cost: float | None = None
+    model: str | None = None  # Claude model for generation (default: the config's)
+    concurrency: int | None = None
     layers: list[Layer] = field(default_factory=list)  # this run's settings, above the user's
 
     @classmethod
@@ -57,17 +79,100 @@ class ChainPlan:
         roles = ("educator",) if educator_only else ("poet",) if poet_only else ROLES
         plan = cls(roles=roles, backend=backend, epochs=epochs, max_cost=max_cost)
         if not train_only:
-            limits = load_settings(config_path).generation.limits
-            wanted = set().union(*(ROLE_NEEDS[r] for r in roles))
-            plan.targets = {task: limits[task] for task in GENERATION_ORDER if task in wanted and limits.get(task)}
+            plan.targets = targets_for(roles, load_settings(config_path).generation.limits)
         return plan
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "roles": list(self.roles), "layers": [list(layer) for layer in self.layers]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ChainPlan:
+        data = dict(data)
+        data["roles"] = tuple(data.get("roles") or ROLES)
+        data["layers"] = [tuple(layer) for layer in data.get("layers") or []]
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def targets_for(roles, limits: dict[str, int]) -> dict[str, int]:
+    """The generation tasks the roles need, in the order they must run, at the config's limits."""
+    wanted = set().union(*(ROLE_NEEDS[r] for r in roles))
+    return {task: limits[task] for task in GENERATION_ORDER if task in wanted and limits.get(task)}
 
 
 @dataclass
-class ChainResult:
-    models: dict[str, Path] = field(default_factory=dict)
+class StageState:
+    id: str
+    label: str
+    state: str = "not started"
+    done: int = 0
+    total: int = 0
+    detail: str = ""
     dollars: float = 0.0
-    trained: dict[str, dict] = field(default_factory=dict)
+    eta_s: float | None = None
+    started: float | None = None
+    finished: float | None = None
+
+
+@dataclass
+class ChainState:
+    """What the screen shows and what survives the app closing."""
+
+    plan: dict
+    stages: list[StageState]
+    status: str = "not started"  # running, done, failed, stopped
+    dollars: float = 0.0
+    modal_seconds: float = 0.0
+    models: dict[str, str] = field(default_factory=dict)
+    log: list[str] = field(default_factory=list)
+    error: str = ""
+    updated: float = 0.0
+
+    def stage(self, stage_id: str) -> StageState:
+        return next(s for s in self.stages if s.id == stage_id)
+
+
+def state_file() -> Path:
+    return locations.data_dir() / "build" / "state.json"
+
+
+def save_state(state: ChainState, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".state.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        json.dump(asdict(state), out, indent=1)
+    os.replace(tmp, path)
+
+
+def load_state(path: Path | None = None) -> ChainState | None:
+    """The last run's state. A run that was still `running` ended with its process (the app
+    closed or crashed): it reads as stopped, ready to resume."""
+    path = path or state_file()
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        stages = [StageState(**s) for s in raw.pop("stages")]
+        state = ChainState(stages=stages, **{k: v for k, v in raw.items() if k in ChainState.__dataclass_fields__})
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    if state.status == "running":
+        state.status = "stopped"
+        state.error = "the app closed while this was running; resume to go on from there"
+        for stage in state.stages:
+            if stage.state == "running":
+                stage.state = "stopped"
+    return state
+
+
+def plan_stages(plan: ChainPlan) -> list[StageState]:
+    stages = [StageState(f"generate:{task}", f"generate {task}") for task in plan.targets]
+    if plan.targets:
+        stages += [StageState("gate", "gate"), StageState("prepare", "prepare training sets")]
+    if plan.backend == "modal":
+        stages.append(StageState("upload", "upload to Modal"))
+    stages += [StageState(f"train:{role}", f"train {role}") for role in plan.roles]
+    if plan.export:
+        stages += [StageState(f"export:{role}", f"export {role}") for role in plan.roles]
+    return stages
 
 
 # ---------------------------------------------------------------------------- backends
@@ -88,21 +193,12 @@ class LocalBackend:
     def upload(self, roles) -> None:
         pass  # the data is already here
 
-    def train(self, role: str, epochs: int | None, max_steps: int | None) -> dict:
+    def train(self, role: str, epochs: int | None, max_steps: int | None,
+              on_progress=None, cancel: threading.Event | None = None) -> dict:
         from poetry_workshop.pipeline.trainer import train
 
-        def show(event) -> None:
-            parts = [f"{role}: step {event.step}/{event.total_steps}"]
-            if event.loss is not None:
-                parts.append(f"loss {event.loss:.3f}")
-            if event.eval_loss is not None:
-                parts.append(f"validation loss {event.eval_loss:.3f}")
-            parts.append(f"{event.tokens_per_second:.0f} tok/s")
-            if event.eta_seconds:
-                parts.append(f"about {event.eta_seconds / 60:.1f} min left")
-            self.log(", ".join(parts))
-
-        r = train(role, self.settings, epochs=epochs, max_steps=max_steps, on_progress=show, log=self.log)
+        r = train(role, self.settings, epochs=epochs, max_steps=max_steps, on_progress=on_progress, log=self.log,
+                  cancel=cancel)
         return {"role": role, "steps": r.steps, "examples": r.examples, "dropped": r.dropped,
                 "resumed_from": r.resumed_from, "adapter": str(r.adapter)}
 
@@ -159,7 +255,10 @@ class ModalBackend:
         result = upload(self._volume(self.settings.export.modal.data_volume), roles, self.settings, self.log)
         self.log(f"upload: {len(result.sent)} sent, {len(result.unchanged)} unchanged")
 
-    def train(self, role: str, epochs: int | None, max_steps: int | None) -> dict:
+    def train(self, role: str, epochs: int | None, max_steps: int | None,
+              on_progress=None, cancel: threading.Event | None = None) -> dict:
+        # Progress lines stream from the container through Modal's output; a cancel takes
+        # effect when the remote call returns (the checkpoints there are kept).
         from poetry_workshop.pipeline.cloud_sync import set_checksums
 
         expected = set_checksums(role, self.settings)
@@ -182,94 +281,244 @@ def open_backend(backend: str, settings, layers: list[Layer], log: Log, running=
     raise ConfigError(f"unknown backend '{backend}'; use local or modal")
 
 
-# ------------------------------------------------------------------------------ stages
+# ------------------------------------------------------------------------------ the chain
 
 
-def generate_all(settings, plan: ChainPlan, log: Log, confirm: Callable[[str], bool] | None) -> float:
-    """Run each generation task up to its target; returns the dollars spent."""
+def estimate_generation(settings, plan: ChainPlan) -> tuple[float, str]:
+    """Dollars and a one-line account of what generation would spend; spends nothing."""
     from poetry_workshop.pipeline.generation import GenerateOptions, TeachingDataRun
 
-    if confirm is not None:
-        estimate = 0.0
-        parts = []
-        for task, target in plan.targets.items():
-            try:
-                e = TeachingDataRun(settings, GenerateOptions(task=task, limit=target)).estimate()
-            except ConfigError:
-                if task not in BUILDS_ON:
-                    raise
-                parts.append(f"{task} (after {BUILDS_ON[task]})")
-                continue
-            estimate += e["dollars"]
-            parts.append(f"{task} {e['calls']}")
-        cap = f", capped at ${plan.max_cost:.2f}" if plan.max_cost is not None else ""
-        text = (f"Claude calls: {', '.join(parts)} with {settings.generation.claude.model}: about ${estimate:.2f}"
-                f"{cap} (tasks that build on others are counted once their inputs exist)")
-        if not confirm(text):
-            raise WorkshopError("stopped before spending anything")
-    spent = 0.0
+    total, parts = 0.0, []
     for task, target in plan.targets.items():
-        left = None if plan.max_cost is None else max(0.0, plan.max_cost - spent)
+        try:
+            e = TeachingDataRun(settings, GenerateOptions(task=task, limit=target, model=plan.model,
+                                                          concurrency=plan.concurrency)).estimate()
+        except ConfigError:
+            if task not in BUILDS_ON:
+                raise
+            parts.append(f"{task} (after {BUILDS_ON[task]})")
+            continue
+        total += e["dollars"]
+        parts.append(f"{task} {e['calls']}")
+    cap = f", capped at ${plan.max_cost:.2f}" if plan.max_cost is not None else ""
+    model = plan.model or settings.generation.claude.model
+    return total, (f"Claude calls: {', '.join(parts)} with {model}: about ${total:.2f}{cap} "
+                   "(tasks that build on others are counted once their inputs exist)")
+
+
+class BuildChain:
+    """One run of a plan: its stages in order, its state saved as it goes, stoppable."""
+
+    def __init__(self, plan: ChainPlan, *, config_path: str | None = None, log: Log = print,
+                 on_change: Callable[[ChainState], None] | None = None, running=None,
+                 state_path: Path | None = None):
+        self.plan = plan
+        self.config_path = config_path
+        self.settings = load_settings(config_path, extra=plan.layers)
+        self.layers = override_layers(Path(config_path).expanduser() if config_path else None, os.environ,
+                                      plan.layers)
+        self.running = running
+        self.cancel = threading.Event()
+        self.state = ChainState(plan=plan.to_dict(), stages=plan_stages(plan))
+        self.state_path = state_path or state_file()
+        self._log = log
+        self._on_change = on_change or (lambda state: None)
+        self._saved_at = 0.0
+        self._lock = threading.Lock()
+
+    # -- state
+
+    def log(self, line: str) -> None:
+        self._log(line)
+        with self._lock:
+            self.state.log = (self.state.log + [line])[-LOG_LINES_KEPT:]
+        self._changed()
+
+    def _changed(self, force: bool = False) -> None:
+        self.state.updated = time.time()
+        # Progress comes many times a second: the file is rewritten at most twice a second,
+        # and always when a stage or the run changes state.
+        if force or self.state.updated - self._saved_at >= 0.5:
+            self._saved_at = self.state.updated
+            with self._lock:
+                save_state(self.state, self.state_path)
+        self._on_change(self.state)
+
+    def _set(self, stage: StageState, state: str, detail: str | None = None) -> None:
+        stage.state = state
+        if detail is not None:
+            stage.detail = detail
+        if state == "running":
+            stage.started = time.time()
+        elif state in ("done", "skipped", "failed", "stopped"):
+            stage.finished = time.time()
+            stage.eta_s = None
+        self._changed(force=True)
+
+    # -- running
+
+    def run(self, confirm: Callable[[str], bool] | None = None) -> ChainState:
+        """Run every stage; raises what stopped it (its stage marked failed or stopped)."""
+        if self.plan.targets and confirm is not None:
+            _, text = estimate_generation(self.settings, self.plan)
+            if not confirm(text):
+                raise WorkshopError("stopped before spending anything")
+        self.state.status = "running"
+        self.state.error = ""
+        self._changed(force=True)
+        current: StageState | None = None
+        try:
+            with open_backend(self.plan.backend, self.settings, self.layers, self.log, self.running) as backend:
+                for stage in self.state.stages:
+                    if self.cancel.is_set():
+                        raise ChainCancelled("stopped before " + stage.label)
+                    current = stage
+                    self._set(stage, "running")
+                    kind, _, arg = stage.id.partition(":")
+                    outcome = getattr(self, f"_{kind}")(stage, arg, backend)
+                    self._set(stage, outcome or "done")
+                current = None
+        except (ChainCancelled, KeyboardInterrupt) as exc:
+            self._finish("stopped", str(exc) or "stopped by Ctrl+C; run it again to resume", current, "stopped")
+            raise
+        except BaseException as exc:
+            message = str(exc) if isinstance(exc, WorkshopError) else f"{type(exc).__name__}: {exc}"
+            self._finish("failed", message, current, "failed")
+            raise
+        self._finish("done", "", None, "done")
+        return self.state
+
+    def _finish(self, status: str, error: str, stage: StageState | None, stage_state: str) -> None:
+        if stage is not None:
+            self._set(stage, stage_state, error[:300] if error else None)
+        self.state.status = status
+        self.state.error = error
+        self._changed(force=True)
+
+    def _check_cancel(self, what: str) -> None:
+        if self.cancel.is_set():
+            raise ChainCancelled(what)
+
+    def _generate(self, stage: StageState, task: str, backend) -> str | None:
+        from poetry_workshop.pipeline.generation import CANCELLED, GenerateOptions, TeachingDataRun
+
+        spent_before = sum(s.dollars for s in self.state.stages if s is not stage)
+        left = None if self.plan.max_cost is None else max(0.0, self.plan.max_cost - spent_before)
         if left == 0.0:
-            log(f"{task}: skipped, the spend cap is reached")
-            continue
-        run = TeachingDataRun(settings, GenerateOptions(task=task, limit=target, max_cost=left),
-                              on_progress=lambda e: None)
+            stage.detail = "the spend cap is reached"
+            return "skipped"
+
+        def progress(event) -> None:
+            stage.done, stage.total, stage.dollars = event.accepted, event.total, event.dollars
+            stage.detail = f"{event.accepted} accepted, {event.rejected} rejected, {event.failed} failed"
+            self.state.dollars = sum(s.dollars for s in self.state.stages)
+            self._changed()
+
+        run = TeachingDataRun(self.settings, GenerateOptions(task=task, limit=self.plan.targets[task], max_cost=left,
+                                                             model=self.plan.model, concurrency=self.plan.concurrency),
+                              on_progress=progress, cancel=self.cancel)
+        if run.need == 0:
+            stage.done = stage.total = run.target
+            stage.detail = f"up to date: {run.target} records exist"
+            return "skipped"
         report = run.run()
-        spent += report.dollars
-        log(f"{task}: {report.existing + report.accepted} of {report.target} records "
-            f"({report.accepted} new, {report.rejected} rejected, {report.failed} failed, ${report.dollars:.4f})")
+        stage.dollars = report.dollars
+        self.state.dollars = sum(s.dollars for s in self.state.stages)
+        stage.done, stage.total = report.existing + report.accepted, report.target
+        self.log(f"{task}: {report.existing + report.accepted} of {report.target} records "
+                 f"({report.accepted} new, {report.rejected} rejected, {report.failed} failed, ${report.dollars:.4f})")
         for line in report.warnings[:5]:
-            log(f"warning: {line}")
+            self.log(f"warning: {line}")
+        if report.stopped == CANCELLED:
+            raise ChainCancelled(f"{task}: {report.stopped}")
         if report.stopped:
-            log(f"{task}: {report.stopped}")
-    return spent
+            self.log(f"{task}: {report.stopped}")
+        return None
 
+    def _gate(self, stage: StageState, arg: str, backend) -> None:
+        from poetry_workshop.pipeline.quality_gate import gate_file
 
-def gate_all(settings, tasks, log: Log) -> None:
-    from poetry_workshop.pipeline.quality_gate import gate_file
+        tasks = list(self.plan.targets)
+        stage.total = len(tasks)
+        kept = seen = 0
+        for task in tasks:
+            self._check_cancel("stopped before gating " + task)
+            source = locations.annotated_dir() / f"{task}.jsonl"
+            if source.is_file():
+                run = gate_file(self.settings, source, warn=lambda line: self.log(f"warning: {line}"))
+                kept, seen = kept + run.report.kept, seen + run.report.seen
+                self.log(f"gate {task}: kept {run.report.kept} of {run.report.seen}")
+            stage.done += 1
+            stage.detail = f"kept {kept} of {seen}"
+            self._changed()
 
-    for task in tasks:
-        source = locations.annotated_dir() / f"{task}.jsonl"
-        if not source.is_file():
-            log(f"gate: no {source.name} to gate")
-            continue
-        run = gate_file(settings, source, warn=lambda line: log(f"warning: {line}"))
-        log(f"gate {task}: kept {run.report.kept} of {run.report.seen}")
+    def _prepare(self, stage: StageState, arg: str, backend) -> None:
+        from poetry_workshop.pipeline.training_sets import prepare
 
+        run = prepare(self.settings, self.plan.roles, self.plan.min_samples, None,
+                      warn=lambda line: self.log(f"warning: {line}"))
+        parts = []
+        for report in run.reports:
+            counts = sum(n for (_, split), n in report.counts.items() if split == "train")
+            parts.append(f"{report.role} {counts}")
+            self.log(f"prepare {report.role}: {counts} training examples in {report.paths['train']}")
+        stage.detail = "training examples: " + ", ".join(parts)
+        missing = [role for role in self.plan.roles if role in run.skipped]
+        if missing:
+            raise ConfigError(f"no training examples for {', '.join(missing)} in the gated records; "
+                              "generate more teaching data for it")
 
-def prepare_sets(settings, plan: ChainPlan, log: Log) -> None:
-    from poetry_workshop.pipeline.training_sets import prepare
+    def _upload(self, stage: StageState, arg: str, backend) -> None:
+        backend.upload(self.plan.roles)
 
-    run = prepare(settings, plan.roles, plan.min_samples, None, warn=lambda line: log(f"warning: {line}"))
-    for report in run.reports:
-        counts = sum(n for (_, split), n in report.counts.items() if split == "train")
-        log(f"prepare {report.role}: {counts} training examples in {report.paths['train']}")
-    missing = [role for role in plan.roles if role in run.skipped]
-    if missing:
-        raise ConfigError(f"no training examples for {', '.join(missing)} in the gated records; "
-                          "generate more teaching data for it")
+    def _train(self, stage: StageState, role: str, backend) -> str | None:
+        from poetry_workshop.pipeline.trainer import TrainingCancelled, adapter_is_current
+
+        if self.plan.backend == "local" and self.plan.max_steps is None \
+                and adapter_is_current(role, self.settings, self.plan.epochs):
+            stage.detail = "up to date: the adapter was trained on these very sets"
+            return "skipped"
+
+        def progress(event) -> None:
+            stage.done, stage.total, stage.eta_s = event.step, event.total_steps, event.eta_seconds
+            loss = f"loss {event.loss:.3f}" if event.loss is not None else ""
+            valid = f"validation loss {event.eval_loss:.3f}" if event.eval_loss is not None else ""
+            stage.detail = ", ".join(p for p in (f"step {event.step}/{event.total_steps}", loss, valid) if p)
+            self.log(f"{role}: {stage.detail}, {event.tokens_per_second:.0f} tok/s")
+
+        started = time.monotonic()
+        try:
+            result = backend.train(role, self.plan.epochs, self.plan.max_steps, progress, self.cancel)
+        except TrainingCancelled as exc:
+            raise ChainCancelled(str(exc))
+        finally:
+            if self.plan.backend == "modal":
+                self.state.modal_seconds += time.monotonic() - started
+        stage.detail = f"{result['steps']} steps on {result['examples']} examples"
+        self.log(f"train {role}: {stage.detail}")
+        return None
+
+    def _export(self, stage: StageState, role: str, backend) -> str | None:
+        from poetry_workshop.pipeline.gguf_export import published_is_current
+
+        current = published_is_current(role, self.settings) if self.plan.backend == "local" else None
+        if current is not None:
+            self.state.models[role] = str(current)
+            stage.detail = f"up to date: {current.name}"
+            return "skipped"
+        started = time.monotonic()
+        try:
+            gguf = backend.export(role)
+        finally:
+            if self.plan.backend == "modal":
+                self.state.modal_seconds += time.monotonic() - started
+        self.state.models[role] = str(gguf)
+        stage.detail = f"published {gguf.name}"
+        self.log(f"export {role}: published {gguf}")
+        return None
 
 
 def run_chain(plan: ChainPlan, *, config_path: str | None = None, log: Log = print,
-              confirm: Callable[[str], bool] | None = None, running=None) -> ChainResult:
+              confirm: Callable[[str], bool] | None = None, running=None) -> ChainState:
     """Run the plan's stages in order; stop at the first that fails (nothing after it runs)."""
-    settings = load_settings(config_path, extra=plan.layers)
-    layers = override_layers(Path(config_path).expanduser() if config_path else None, os.environ, plan.layers)
-    result = ChainResult()
-    if plan.targets:
-        result.dollars = generate_all(settings, plan, log, confirm)
-        gate_all(settings, plan.targets, log)
-        prepare_sets(settings, plan, log)
-    with open_backend(plan.backend, settings, layers, log, running) as backend:
-        backend.upload(plan.roles)
-        for role in plan.roles:
-            log(f"train {role}: starting ({plan.backend})")
-            result.trained[role] = backend.train(role, plan.epochs, plan.max_steps)
-            log(f"train {role}: {result.trained[role]['steps']} steps on {result.trained[role]['examples']} examples")
-        if plan.export:
-            for role in plan.roles:
-                log(f"export {role}: starting ({plan.backend})")
-                result.models[role] = backend.export(role)
-                log(f"export {role}: published {result.models[role]}")
-    return result
+    return BuildChain(plan, config_path=config_path, log=log, running=running).run(confirm)

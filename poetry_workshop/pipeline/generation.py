@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -89,11 +90,17 @@ def _count_tokens_guess(text: str) -> int:
     return math.ceil(len(text) / 3)
 
 
+CANCELLED = "cancelled: no new calls were started; the records already made are kept"
+
+
 class TeachingDataRun:
     """Everything one `workshop data generate TASK` needs, resolved and checked up front."""
 
     def __init__(self, settings: Settings, options: GenerateOptions,
-                 on_progress: Callable[[GenerationProgress], None] | None = None):
+                 on_progress: Callable[[GenerationProgress], None] | None = None,
+                 cancel: threading.Event | None = None):
+        """`cancel`, once set, stops new calls; the calls in flight finish and are recorded
+        (they are paid for), so a later run resumes with nothing lost."""
         if options.task not in TASKS:
             raise ConfigError(f"unknown task '{options.task}'; choose one of: {', '.join(TASKS)}")
         self.options = options
@@ -105,6 +112,7 @@ class TeachingDataRun:
         self.concurrency = options.concurrency or self.gen.claude.concurrency
         self.max_tokens = self.gen.max_tokens.get(options.task, self.gen.claude.max_tokens)
         self.on_progress = on_progress or (lambda event: None)
+        self.cancel = cancel or threading.Event()
         self.warnings: list[str] = []
         self.run_id = uuid.uuid4().hex[:12]
         self.version = self.task.version()
@@ -359,6 +367,8 @@ class TeachingDataRun:
         try:
             async with client:
                 while True:
+                    if self.cancel.is_set() and self.report.stopped is None:
+                        self.report.stopped = CANCELLED
                     while (not exhausted and self.report.stopped is None and len(inflight) < self.concurrency
                            and len(inflight) < self.need):  # need shrinks as records land
                         item = waiting or next(items, None)

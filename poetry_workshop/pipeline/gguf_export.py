@@ -219,6 +219,22 @@ def validate(gguf: Path, merged: Path, eot_id: int, system: str, sampling, max_t
     return result
 
 
+def published_is_current(role: str, settings) -> Path | None:
+    """The published GGUF when it was exported from the adapter there now, else None."""
+    from poetry_workshop.pipeline.trainer import checkpoints_dir
+
+    ex = settings.export.export
+    gguf = locations.resolve_project_path(ex.output_dir) / f"{role}.{ex.quantization}.gguf"
+    try:
+        manifest = json.loads(gguf.with_name(gguf.name + ".json").read_text(encoding="utf-8"))
+        trained = json.loads((checkpoints_dir(role) / "adapter" / "workshop_training.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    same = (manifest.get("data_hash") == trained.get("data_hash") and manifest.get("base_model") == trained.get("base_model")
+            and (manifest.get("training") or {}).get("steps") == trained.get("steps"))
+    return gguf if same and gguf.is_file() else None
+
+
 def export(role: str, settings, log=lambda message: None) -> ExportResult:
     """The whole chain for one role; publishes into export.output_dir only if it validates."""
     from poetry_workshop.pipeline.trainer import checkpoints_dir, data_hash

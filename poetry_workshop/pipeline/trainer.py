@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from poetry_workshop import locations
-from poetry_workshop.errors import ConfigError
+from poetry_workshop.errors import ConfigError, ExitCode, WorkshopError
 from poetry_workshop.pipeline.base_model import quiet_transformers, resolve_base
 from poetry_workshop.pipeline.training_sets import check_conversation
 
@@ -52,6 +53,12 @@ class TrainResult:
     resumed_from: str | None
     examples: int
     dropped: int
+
+
+class TrainingCancelled(WorkshopError):
+    """Stopped on request, after saving a checkpoint to resume from."""
+
+    exit_code = ExitCode.INTERRUPTED
 
 
 def checkpoints_dir(role: str) -> Path:
@@ -112,6 +119,46 @@ def newest_checkpoint(folder: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
+def run_key(config, data: str) -> dict:
+    """What makes checkpoints resumable by a later run: the same data, base and adapter shape."""
+    return {"data_hash": data, "base_model": config.training.base_model, "max_seq": config.training.max_seq,
+            "lora_r": config.lora.r, "lora_alpha": config.lora.alpha, "target_modules": list(config.lora.target_modules)}
+
+
+def set_aside_other_runs(out_dir: Path, key: dict, log: Callable[[str], None]) -> None:
+    """Checkpoints of another run (other data or settings) must not be resumed into this one:
+    they are moved aside, not deleted, and the run starts fresh."""
+    marker = out_dir / "run.json"
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        try:
+            before = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            before = None
+        if before != key:
+            aside = out_dir.with_name(f"{out_dir.name}.before-{time.strftime('%Y%m%d-%H%M%S')}")
+            out_dir.rename(aside)
+            log(f"checkpoints from a run with other data or settings moved to {aside}; starting from the base")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(key, indent=2), encoding="utf-8")
+
+
+def adapter_is_current(role: str, settings, epochs: int | None = None) -> bool:
+    """A finished adapter trained on exactly the current training set with these settings."""
+    config = settings.educator_training if role == "educator" else settings.poet_training
+    meta = checkpoints_dir(role) / "adapter" / "workshop_training.json"
+    try:
+        trained = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    train_path = locations.resolve_data_path(config.data.train)
+    if not train_path.is_file():
+        return False
+    current = data_hash(train_path, locations.resolve_data_path(config.data.valid))
+    wanted_epochs = epochs if epochs is not None else config.training.num_epochs
+    return (trained.get("data_hash") == current and trained.get("base_model") == config.training.base_model
+            and trained.get("epochs") == wanted_epochs and trained.get("complete", True))
+
+
 def cpu_friendly(cuda: bool) -> dict:
     """SFTConfig settings that differ between CUDA and the CPU (see the module docstring)."""
     return {"bf16": cuda, "gradient_checkpointing": cuda}
@@ -134,9 +181,12 @@ def choose_pad_token(tokenizer, model, end_of_turn: int) -> None:
 def train(role: str, settings, *, epochs: int | None = None, max_steps: int | None = None,
           on_progress: Callable[[TrainingProgress], None] | None = None,
           log: Callable[[str], None] = lambda message: None,
-          on_checkpoint: Callable[[Path], None] = lambda folder: None) -> TrainResult:
+          on_checkpoint: Callable[[Path], None] = lambda folder: None,
+          cancel: threading.Event | None = None) -> TrainResult:
     """Train `role`'s adapter. `on_checkpoint` runs after each checkpoint and after the final
-    adapter is saved (the Modal backend commits its volume there, so a retry resumes)."""
+    adapter is saved (the Modal backend commits its volume there, so a retry resumes).
+    `cancel`, once set, ends the run after the current optimiser step with a checkpoint, and
+    raises TrainingCancelled instead of saving an adapter that did not finish."""
     if role not in ROLES:
         raise ConfigError(f"unknown role '{role}'; train educator or poet")
     import datasets
@@ -193,7 +243,7 @@ def train(role: str, settings, *, epochs: int | None = None, max_steps: int | No
         raise ConfigError(f"{train_path}: every example is longer than max_seq {run.max_seq}")
 
     out_dir = checkpoints_dir(role)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    set_aside_other_runs(out_dir, run_key(config, data_hash(train_path, valid_path)), log)
     resume = newest_checkpoint(out_dir)
     if resume is None and any(out_dir.glob("checkpoint-*")):
         log(f"no complete checkpoint in {out_dir} (the newest was cut off); starting from the base")
@@ -232,6 +282,12 @@ def train(role: str, settings, *, epochs: int | None = None, max_steps: int | No
         def on_save(self, args, state, control, **kwargs):
             on_checkpoint(out_dir / f"checkpoint-{state.global_step}")
 
+        def on_step_end(self, args, state, control, **kwargs):
+            if cancel is not None and cancel.is_set():
+                control.should_save = True  # the next run resumes from this step
+                control.should_training_stop = True
+            return control
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             nonlocal tokens_seen
             logs = logs or {}
@@ -257,6 +313,9 @@ def train(role: str, settings, *, epochs: int | None = None, max_steps: int | No
         if resume is not None and "checkpoint" in str(exc).lower():
             raise ConfigError(f"{resume}: this checkpoint cannot be resumed ({exc}); move it away to start over")
         raise
+    if cancel is not None and cancel.is_set() and trainer.state.global_step < trainer.state.max_steps:
+        raise TrainingCancelled(f"{role}: stopped at step {trainer.state.global_step} of {trainer.state.max_steps}; "
+                                f"a checkpoint is in {out_dir}, and training again resumes from it")
     adapter = out_dir / "adapter"
     trainer.model.save_pretrained(str(adapter))
     tokenizer.save_pretrained(str(adapter))
@@ -264,6 +323,7 @@ def train(role: str, settings, *, epochs: int | None = None, max_steps: int | No
         "role": role, "base_model": run.base_model, "data_hash": data_hash(train_path, valid_path),
         "epochs": num_epochs, "steps": trainer.state.global_step, "end_of_turn_id": end_of_turn,
         "pad_token_id": tokenizer.pad_token_id, "max_seq": run.max_seq,
+        "complete": max_steps is None,  # a --max-steps run is a check, not the configured training
     }, indent=2), encoding="utf-8")
     on_checkpoint(adapter)
     return TrainResult(role, adapter, trainer.state.global_step, getattr(output, "training_loss", None),
