@@ -9,7 +9,9 @@ error names the file (or variable) it came from, the key, and what was expected.
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 import tomllib
 import types
 import typing
@@ -208,6 +210,49 @@ def override_layers(
             if not isinstance(section, dict):
                 raise ConfigError(f"{source}: '{name}' must be a table like [{name}.section]")
     return layers
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise ConfigError(f"cannot write {type(value).__name__} to a config file")
+
+
+def dump_toml(table: dict[str, Any], prefix: str = "") -> str:
+    """The user file's shape only: tables of tables of plain values."""
+    plain = [(k, v) for k, v in table.items() if not isinstance(v, dict)]
+    nested = [(k, v) for k, v in table.items() if isinstance(v, dict)]
+    lines = [f"[{prefix}]"] if prefix and plain else []
+    lines += [f"{json.dumps(k) if not k.replace('_', '').replace('-', '').isalnum() else k} = {_toml_value(v)}"
+              for k, v in plain]
+    out = "\n".join(lines) + ("\n\n" if lines else "")
+    for key, value in nested:
+        out += dump_toml(value, f"{prefix}.{key}" if prefix else key)
+    return out
+
+
+def save_user_settings(updates: dict[str, Any]) -> Path:
+    """Merge `updates` ({file: {table: {key: value}}}) into the user config file, checked
+    against the schemas first and written atomically. Comments in that file are not kept."""
+    path = locations.user_config_file()
+    current = read_toml(path, "user config file") if path.is_file() else {}
+    merged = deep_merge(current, updates)
+    for name, table in merged.items():
+        if name not in SCHEMAS:
+            raise ConfigError(f"{path}: unknown table '{name}'; expected one of: {', '.join(SCHEMAS)}")
+        build(SCHEMAS[name], table, str(path), name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".config.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write("# Your settings; the app's build screen and model switch write here too.\n\n" + dump_toml(merged))
+    os.replace(tmp, path)
+    return path
 
 
 def load_settings(

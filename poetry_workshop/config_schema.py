@@ -294,7 +294,17 @@ class AppSettings:
 
 
 @dataclass
+class BuildScreenSettings:
+    roles: str = setting("both", "what the build screen builds: both, educator or poet")
+    backend: str = setting("local", "where it trains: local (this machine) or modal")
+    max_cost: float = setting(5.0, "dollars of Claude calls one build may spend (0: no cap)")
+    epochs: int = setting(0, "training epochs (0: the training configs')")
+    base_model: str = setting("", "base model for both roles (empty: the training configs'; 'starter': the starter GGUF)")
+
+
+@dataclass
 class AppConfig:
     FILE = "app"
     app: AppSettings = setting(AppSettings(), "the Textual app")
+    build: BuildScreenSettings = setting(BuildScreenSettings(), "the build screen's per-run settings")
     keys: dict[str, str] = setting({}, "key remapping: binding id = key(s), e.g. revise = \"ctrl+r\"")

@@ -124,11 +124,14 @@ class RoleChat:
 class Engine:
     """Both roles, each on its own model object, all inference on one thread."""
 
-    def __init__(self, educator: RoleChat, poet: RoleChat, choices: dict[str, ModelChoice], on_close=None):
+    def __init__(self, educator: RoleChat, poet: RoleChat, choices: dict[str, ModelChoice], on_close=None,
+                 thread=None, runtime=None):
         self.educator = educator
         self.poet = poet
         self.choices = choices
         self._on_close = on_close
+        self._thread = thread
+        self._runtime = runtime
 
     @classmethod
     def from_settings(cls, settings, persona, choices: dict[str, ModelChoice]) -> "Engine":
@@ -146,17 +149,36 @@ class Engine:
             thread.close()
             raise
 
-        def close_all():
-            educator_backend.close()
-            poet_backend.close()
-            thread.close()
-
-        return cls(
+        engine = cls(
             RoleChat("educator", educator_backend, persona.educator_system, sampling.educator),
             RoleChat("poet", poet_backend, persona.poet_system, sampling.poet),
-            choices,
-            on_close=close_all,
+            choices, thread=thread, runtime=runtime,
         )
+
+        def close_all():
+            # The role's backend now, not the one it started with: `swap` may have replaced it.
+            engine.educator.backend.close()
+            engine.poet.backend.close()
+            thread.close()
+
+        engine._on_close = close_all
+        return engine
+
+    def swap(self, choice: ModelChoice) -> None:
+        """Serve `choice.role` from another GGUF file. The new model is checked and loaded
+        before the old one closes, so a bad file leaves the role as it was."""
+        from poetry_workshop.llama_backend import LlamaBackend
+
+        new = LlamaBackend(choice.path, self._runtime, self._thread)
+        try:
+            new.load()
+        except BaseException:
+            new.close()
+            raise
+        chat = self.role(choice.role)
+        old, chat.backend = chat.backend, new
+        old.close()
+        self.choices = {**self.choices, choice.role: choice}
 
     def role(self, name: str) -> RoleChat:
         return {"educator": self.educator, "poet": self.poet}[name]

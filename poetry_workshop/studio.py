@@ -25,6 +25,7 @@ class Studio:
     choices: dict[str, ModelChoice]
     store: SessionStore
     engine: Engine
+    config_path: str | None = None  # the --config file, for work that reads the settings again
 
     @classmethod
     def open(
@@ -40,7 +41,7 @@ class Studio:
         except BaseException:
             engine.close()
             raise
-        return cls(settings, choices, store, engine)
+        return cls(settings, choices, store, engine, str(config) if config is not None else None)
 
     @property
     def notice(self) -> str | None:
@@ -59,6 +60,19 @@ class Studio:
         return WorkshopSession.resume(
             self.store, self.engine, session_id, self.settings.inference.max_tokens, on_event
         )
+
+    def use_model(self, role: str, path: Path) -> Path:
+        """Make a GGUF file `role`'s model now and from now on (saved to the user config)."""
+        from poetry_workshop.config import save_user_settings
+
+        path = Path(path).expanduser().resolve()
+        starter = locations.resolve_project_path(self.settings.inference.models.starter)
+        choice = ModelChoice(role=role, path=path, is_starter=path == starter.resolve(), source="config")
+        self.engine.swap(choice)  # first: a file that does not load changes nothing
+        self.choices = {**self.choices, role: choice}
+        saved = save_user_settings({"inference_config": {"models": {role: str(path)}}})
+        setattr(self.settings.inference.models, role, str(path))
+        return saved
 
     def close(self) -> None:
         self.engine.close()

@@ -522,3 +522,49 @@ def run_chain(plan: ChainPlan, *, config_path: str | None = None, log: Log = pri
               confirm: Callable[[str], bool] | None = None, running=None) -> ChainState:
     """Run the plan's stages in order; stop at the first that fails (nothing after it runs)."""
     return BuildChain(plan, config_path=config_path, log=log, running=running).run(confirm)
+
+
+class BackgroundBuild:
+    """A BuildChain on its own thread, for the app: the person goes on working meanwhile.
+
+    The thread is a daemon: quitting the app ends it where it is, and everything it does is
+    resumable (see the module docstring), so the next start shows where it stopped."""
+
+    def __init__(self):
+        self.chain: BuildChain | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, plan: ChainPlan, *, config_path: str | None, on_change: Callable[[ChainState], None],
+              on_end: Callable[[ChainState, str], None], log: Log = lambda line: None) -> BuildChain:
+        if self.running:
+            raise WorkshopError("a build is already running; cancel it first")
+        chain = BuildChain(plan, config_path=config_path, log=log, on_change=on_change)
+
+        def body() -> None:
+            error = ""
+            try:
+                chain.run()
+            except ChainCancelled as exc:
+                error = str(exc)
+            except WorkshopError as exc:
+                error = str(exc)
+            except Exception as exc:  # shown in the screen's log; the state file says failed
+                error = f"{type(exc).__name__}: {exc}"
+            on_end(chain.state, error)
+
+        self.chain = chain
+        self._thread = threading.Thread(target=body, name="workshop-build", daemon=True)
+        self._thread.start()
+        return chain
+
+    def cancel(self) -> None:
+        if self.chain is not None:
+            self.chain.cancel.set()
+
+    def wait(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)

@@ -13,9 +13,11 @@ from textual.app import App, SystemCommand
 from textual.screen import Screen
 
 from poetry_workshop.errors import WorkshopError
+from poetry_workshop.pipeline.build_chain import BackgroundBuild
 from poetry_workshop.studio import Studio
+from poetry_workshop.tui.build_screen import BuildScreen
 from poetry_workshop.tui.help_screen import HelpScreen
-from poetry_workshop.tui.keys import APP_KEYS, WORKSHOP_KEYS, bindings
+from poetry_workshop.tui.keys import APP_KEYS, BUILD_KEYS, WORKSHOP_KEYS, bindings
 from poetry_workshop.tui.start_screen import StartScreen
 from poetry_workshop.tui.workshop_screen import WorkshopScreen
 
@@ -25,10 +27,15 @@ class WorkshopApp(App):
     TITLE = "Poetry Workshop"
     BINDINGS = bindings(APP_KEYS)
 
+    # The eval the build screen runs: a few items, short generations, so it answers in minutes.
+    eval_limit = 4
+    eval_max_tokens = 256
+
     def __init__(self, studio: Studio):
         super().__init__()
         self.studio = studio
         self.keymap = dict(studio.settings.app.keys)
+        self.builder = BackgroundBuild()  # held by the app so a build outlives its screen
 
     def on_mount(self) -> None:
         self.set_keymap(self.keymap)
@@ -65,6 +72,28 @@ class WorkshopApp(App):
             return
         self._switch(WorkshopScreen(self.studio, session))
 
+    # ------------------------------------------------------------------ building models
+    def action_build(self) -> None:
+        if not isinstance(self.screen, BuildScreen):
+            self.push_screen(BuildScreen())
+
+    def start_build(self, plan) -> None:
+        def ended(state, error: str) -> None:
+            try:
+                self.call_from_thread(self._build_ended, state.status, error)
+            except RuntimeError:
+                pass  # the app is closing; the state file already says how it ended
+
+        self.builder.start(plan, config_path=self.studio.config_path, on_change=lambda state: None, on_end=ended)
+
+    def _build_ended(self, status: str, error: str) -> None:
+        if status == "done":
+            self.notify("the build finished: F5 shows the new models (u/p switches to them)", title="Build done")
+        elif status == "stopped":
+            self.notify(error or "stopped", title="Build stopped", severity="warning")
+        else:
+            self.notify(error or status, title="Build failed", severity="error", timeout=15)
+
     # ------------------------------------------------------------------ app keys
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -79,6 +108,11 @@ class WorkshopApp(App):
         if isinstance(screen, WorkshopScreen):
             for key in WORKSHOP_KEYS:
                 yield SystemCommand(key.label, key.help, getattr(screen, f"action_{key.action}"))
+        if isinstance(screen, BuildScreen):
+            for key in BUILD_KEYS:
+                yield SystemCommand(f"Build: {key.label}", key.help, getattr(screen, f"action_{key.action}"))
+        else:
+            yield SystemCommand("Build models", "make your own Educator and Poet (F5)", self.action_build)
         yield SystemCommand("Help", "every key and what it does", self.action_help)
 
 

@@ -36,7 +36,18 @@ WORKSHOP_KEYS = [
     KeyAction("auto", "o", "auto", "Auto", "run several revise/critique rounds unattended (Esc stops)"),
 ]
 
+BUILD_KEYS = [
+    KeyAction("build_start", "s", "start", "Start", "start the build, or resume where it stopped (asks before spending)"),
+    KeyAction("build_cancel", "c", "cancel", "Cancel", "stop at the next record or training step; start again to resume"),
+    KeyAction("build_use_educator", "u", "use_educator", "Use Educator", "make the exported Educator the app's Educator"),
+    KeyAction("build_use_poet", "p", "use_poet", "Use Poet", "make the exported Poet the app's Poet"),
+    KeyAction("build_eval", "v", "eval", "Eval", "compare the app's models with the starter model; show the report"),
+    KeyAction("build_save", "ctrl+s", "save_settings", "Save", "save the settings below to your user config"),
+    KeyAction("build_back", "escape", "back", "Back", "back to the workshop (a build keeps running)"),
+]
+
 APP_KEYS = [
+    KeyAction("build", "f5", "build", "Build", "the build screen: make your own Educator and Poet"),
     KeyAction("help", "f1,question_mark", "help", "Help", "show every key"),
     KeyAction("quit", "ctrl+q", "quit", "Quit", "quit (the session is already saved)"),
 ]
