@@ -106,8 +106,10 @@ async def test_build_cancel_close_resume_switch_and_eval_from_the_app(tmp_path, 
                 assert states["generate:briefs"] in ("done", "skipped") and states["export:educator"] == "done"
                 gguf = tmp_path / "models" / "educator.Q4_K_M.gguf"
                 assert chain.state.models == {"educator": str(gguf)} and gguf.is_file()
+                screen.refresh_state()  # what the twice-a-second poll shows
                 await pilot.pause()
                 assert "educator.Q4_K_M.gguf" in str(screen.query_one("#build-totals").render())
+                assert "done" in str(screen.query_one("#build-status").render())
 
                 # 3. One key makes it the Educator, now and in the user config.
                 await pilot.press("u")
