@@ -3,7 +3,7 @@
 A critique quotes in double quotes (straight or curly) and cites "line N". The app
 highlights the quoted passages in the poem pane; the quality gate (a later stage) checks
 that every quote really occurs in the poem. Matching ignores case and runs of whitespace,
-because a quote may span a line break.
+because a quote may span a line break; a " / " inside a quote marks that break.
 """
 
 from __future__ import annotations
@@ -58,10 +58,22 @@ def flatten(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+_LINE_BREAK_MARK = re.compile(r"\s+/\s+")
+
+
+def _needles(quote: str) -> list[str]:
+    """The quote as matched: as written, and with its " / " line-break marks (the persona's
+    way of quoting across a break) read as the break they stand for."""
+    needles = [flatten(quote)]
+    if _LINE_BREAK_MARK.search(quote):
+        needles.append(flatten(_LINE_BREAK_MARK.sub(" ", quote)))
+    return needles
+
+
 def quote_occurs(quote: str, flat_poem: str) -> bool:
     """Whether `quote` occurs in a poem given as `flatten(poem)`; the same test as
     `locate_quotes`, without building a pattern per quote."""
-    return flatten(quote) in flat_poem
+    return any(needle and needle in flat_poem for needle in _needles(quote))
 
 
 _NON_SPACE = re.compile(r"\S+")
@@ -92,9 +104,9 @@ def locate_quotes(poem: str, critique: str) -> tuple[list[QuotedSpan], list[str]
     spans: list[QuotedSpan] = []
     missing: list[str] = []
     for quote in quoted_passages(critique):
-        needle = flatten(quote)
-        at = flat.find(needle)
-        if at < 0 or not needle:
+        found = [(flat.find(n), n) for n in _needles(quote) if n]
+        at, needle = next(((a, n) for a, n in found if a >= 0), (-1, ""))
+        if at < 0:
             missing.append(quote)
             continue
         first, last = _to_poem(at, starts, words), _to_poem(at + len(needle) - 1, starts, words) + 1

@@ -1,6 +1,6 @@
 """Locating a critique's quotes in the poem."""
 
-from poetry_workshop.quotes import cited_lines, locate_quotes, quoted_passages
+from poetry_workshop.quotes import cited_lines, flatten, locate_quotes, quote_occurs, quoted_passages
 
 POEM = "The kettle ticks as it cools.\nMy father's boots by the door,\nlaces knotted twice."
 
@@ -18,3 +18,14 @@ def test_quotes_are_found_across_case_and_line_breaks():
 def test_short_or_absent_quotes_are_ignored():
     assert quoted_passages('he said "no" and "" then') == []
     assert locate_quotes(POEM, "no quotes here") == ([], [])
+
+
+def test_a_slash_marks_a_line_break_inside_a_quote():
+    poem = "the nurse said I could go\nhome, and I didn't ask which one she meant"
+    critique = 'The break in "I could go / home, and" holds the word back.'
+    spans, missing = locate_quotes(poem, critique)
+    assert missing == [] and [(s.row, s.start, s.end) for s in spans] == [(0, 15, 25), (1, 0, 9)]
+    assert quote_occurs("I could go / home", flatten(poem))
+    assert not quote_occurs("I could stay / home", flatten(poem))
+    # A slash the poem itself holds is still matched as written.
+    assert quote_occurs("either / or", flatten("it was either / or, never both"))
