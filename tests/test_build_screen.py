@@ -19,6 +19,7 @@ from poetry_workshop.config import load_settings
 from poetry_workshop.pipeline.build_chain import ChainState, StageState, load_state
 from poetry_workshop.tui.app import create_app
 from poetry_workshop.tui.build_screen import BuildScreen, ConfirmScreen, ReportScreen
+from poetry_workshop.tui.start_screen import StartScreen
 
 SIZES = [(80, 24), (120, 40)]
 
@@ -98,6 +99,11 @@ async def test_build_cancel_close_resume_switch_and_eval_from_the_app(tmp_path, 
                 fill(screen, **SMALL_BUILD)
                 await start_and_confirm(pilot, screen)
                 chain = app.builder.chain
+                # Back to the workshop while it runs; the build goes on, and F5 shows it again.
+                await pilot.press("escape")
+                await pilot.pause()
+                assert isinstance(app.screen, StartScreen) and app.builder.running
+                screen = await open_build(pilot)
                 await wait_for(pilot, lambda: not app.builder.running)
                 assert chain.state.status == "done", chain.state.error
                 calls = claude.count("/v1/messages") - claude.count("/v1/messages/count_tokens")
