@@ -40,6 +40,17 @@ class WorkshopApp(App):
     def on_mount(self) -> None:
         self.set_keymap(self.keymap)
         self.show_start()
+        self._build_stages: tuple = ()
+        self.set_interval(1.0, self._repaint_after_stage)
+
+    def _repaint_after_stage(self) -> None:
+        """llama.cpp mutes the terminal (fd 1 and 2) while export quantizes and validates, so
+        frames drawn meanwhile are lost: redraw the whole screen whenever a stage changes."""
+        chain = self.builder.chain
+        stages = tuple((s.id, s.state) for s in chain.state.stages) if chain is not None else ()
+        if stages != self._build_stages:
+            self._build_stages = stages
+            self.screen.refresh(layout=True)
 
     # ------------------------------------------------------------------ navigation
     def show_start(self) -> None:
