@@ -14,7 +14,6 @@ models against the starter) and shows its report.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from textual.app import ComposeResult
@@ -316,10 +315,10 @@ class BuildScreen(Screen):
 
     def _run_eval(self) -> None:
         from poetry_workshop.evaluation.configurations import choose_configurations
-        from poetry_workshop.evaluation.run import run_eval
+        from poetry_workshop.evaluation.run import default_out_dir, run_eval
 
         settings = self.app.studio.settings
-        out = locations.data_dir() / "eval" / time.strftime("%Y%m%d-%H%M%S")
+        out = default_out_dir()
         try:
             configs = choose_configurations(settings, None)
             report = run_eval(settings, configs, limit=self.app.eval_limit, out_dir=out,
