@@ -117,6 +117,17 @@ async def test_build_cancel_close_resume_switch_and_eval_from_the_app(tmp_path, 
                 assert "educator.Q4_K_M.gguf" in str(screen.query_one("#build-totals").render())
                 assert "done" in str(screen.query_one("#build-status").render())
 
+                # Started again, nothing is redone: each stage is up to date.
+                fill(screen, **SMALL_BUILD)  # this screen was opened anew, with the saved settings
+                await start_and_confirm(pilot, screen)
+                chain = app.builder.chain
+                await wait_for(pilot, lambda: not app.builder.running, timeout=300)
+                states = {s.id: s.state for s in chain.state.stages}
+                assert chain.state.status == "done", chain.state.error
+                assert states["generate:briefs"] == states["train:educator"] == states["export:educator"] == "skipped"
+                assert chain.state.models == {"educator": str(gguf)}
+                assert claude.count("/v1/messages") - claude.count("/v1/messages/count_tokens") == 6
+
                 # 3. One key makes it the Educator, now and in the user config.
                 await pilot.press("u")
                 await pilot.pause()

@@ -89,6 +89,17 @@ def test_a_second_run_resumes_from_the_newest_checkpoint(chain):
     assert "resumed from" in again.stdout and "checkpoint-2" in again.stdout
 
 
+def test_checkpoints_from_other_data_are_set_aside_not_resumed(chain):
+    train = chain["root"] / "data" / "educator_training" / "train.jsonl"
+    train.write_text(train.read_text() + json.dumps(conversation("What is a couplet?", "Two lines that belong "
+                                                                 "together.")) + "\n")
+    fresh = run_cli("train", "educator", "--max-steps", "1", env=chain["env"], timeout=900)
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    assert "resumed from" not in fresh.stdout and "checkpoints from a run with other data" in fresh.stderr
+    aside = list((chain["root"] / "data" / "checkpoints").glob("educator.before-*"))
+    assert len(aside) == 1 and (aside[0] / "checkpoint-3").is_dir()  # moved, not deleted
+
+
 # ------------------------------------------------------------------------ the mask
 
 
