@@ -206,3 +206,16 @@ def test_a_download_that_does_not_match_its_manifest_replaces_nothing(tmp_path, 
     assert sorted(p.name for p in models.iterdir()) == ["poet.Q4_K_M.gguf", "poet.Q4_K_M.gguf.json"]
     with pytest.raises(ConfigError, match="no exported educator model"):
         download(volume, "educator", settings)
+
+
+def test_a_validation_set_gone_here_is_emptied_on_the_volume_too(tmp_path):
+    data, volume_root = tmp_path / "data", tmp_path / "volume"
+    write_set(data)
+    settings = load_settings()
+    upload(FolderVolume(volume_root), ["educator"], settings)
+    (data / "educator_training" / "valid.jsonl").unlink()
+    again = upload(FolderVolume(volume_root), ["educator"], settings)
+    assert again.sent == ["educator_training/valid.jsonl"]
+    assert (volume_root / "educator_training" / "valid.jsonl").read_bytes() == b""  # the old one cannot be trained on
+    verify_upload(volume_root, "educator", set_checksums("educator", settings))
+    assert upload(FolderVolume(volume_root), ["educator"], settings).sent == []

@@ -118,8 +118,15 @@ def set_files(role: str, settings) -> dict[str, Path]:
     return {f"{role}_training/{split}.jsonl": local[split] for split in SPLITS if local[split].is_file()}
 
 
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
 def set_checksums(role: str, settings) -> dict[str, str]:
-    return {remote: sha256_of(path) for remote, path in set_files(role, settings).items()}
+    """Every split of the set, a missing one as empty: the volume must not keep an old
+    validation set that this machine no longer has (upload sends an empty file for it)."""
+    files = set_files(role, settings)
+    return {f"{role}_training/{split}.jsonl": sha256_of(files[f"{role}_training/{split}.jsonl"])
+            if f"{role}_training/{split}.jsonl" in files else EMPTY_SHA256 for split in SPLITS}
 
 
 def read_upload_manifest(volume: Volume) -> dict[str, str]:
@@ -145,21 +152,22 @@ def upload(volume: Volume, roles: Iterable[str], settings, log: Callable[[str], 
     wanted: dict[str, Path] = {}
     result = UploadResult()
     checksums = dict(remote)
-    for role in roles:
-        files = set_files(role, settings)
-        if not any(name.endswith("/train.jsonl") for name in files):
-            raise ConfigError(f"no {role} training set to upload; run `workshop data prepare` first")
-        for name, path in files.items():
-            digest = sha256_of(path)
-            checksums[name] = digest
-            (result.unchanged if remote.get(name) == digest else result.sent).append(name)
-            if remote.get(name) != digest:
-                wanted[name] = path
-    if wanted:
-        log(f"uploading {len(wanted)} file(s) to volume {volume.name}")
-        volume.put(wanted)
-    if wanted or checksums != remote:
-        with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
+        empty = Path(tmp) / "empty.jsonl"
+        empty.write_bytes(b"")
+        for role in roles:
+            files = set_files(role, settings)
+            if not any(name.endswith("/train.jsonl") for name in files):
+                raise ConfigError(f"no {role} training set to upload; run `workshop data prepare` first")
+            for name, digest in set_checksums(role, settings).items():
+                checksums[name] = digest
+                (result.unchanged if remote.get(name) == digest else result.sent).append(name)
+                if remote.get(name) != digest:
+                    wanted[name] = files.get(name, empty)
+        if wanted:
+            log(f"uploading {len(wanted)} file(s) to volume {volume.name}")
+            volume.put(wanted)
+        if wanted or checksums != remote:
             manifest = Path(tmp) / UPLOAD_MANIFEST
             manifest.write_text(json.dumps({"files": checksums}, indent=2, sort_keys=True), encoding="utf-8")
             volume.put({UPLOAD_MANIFEST: manifest})  # last: it names only files that arrived
