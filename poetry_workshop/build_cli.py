@@ -84,13 +84,9 @@ def add_build_parsers(sub) -> None:
 
 
 def _layers(args):
-    """The settings above the config files, as the cloud needs them sent."""
-    import os
+    from poetry_workshop.pipeline.build_chain import caller_layers
 
-    from poetry_workshop.config import override_layers
-
-    config = getattr(args, "config", None)
-    return override_layers(Path(config).expanduser() if config else None, os.environ)
+    return caller_layers(getattr(args, "config", None))
 
 
 def _log(message: str) -> None:
@@ -98,15 +94,7 @@ def _log(message: str) -> None:
 
 
 def _show_training(event) -> None:
-    parts = [f"{event.role}: step {event.step}/{event.total_steps}"]
-    if event.loss is not None:
-        parts.append(f"loss {event.loss:.3f}")
-    if event.eval_loss is not None:
-        parts.append(f"validation loss {event.eval_loss:.3f}")
-    parts.append(f"{event.tokens_per_second:.0f} tok/s")
-    if event.eta_seconds:
-        parts.append(f"about {event.eta_seconds / 60:.1f} min left")
-    _log(", ".join(parts))
+    _log(f"{event.role}: {event.describe()}")
 
 
 def cmd_train(args) -> int:
@@ -120,8 +108,8 @@ def cmd_train(args) -> int:
         result = backend.train(args.role, args.num_epochs_override, args.max_steps, _show_training)
     resumed = f", resumed from {result['resumed_from']}" if result.get("resumed_from") else ""
     dropped = f" ({result['dropped']} longer than max_seq left out)" if result.get("dropped") else ""
-    where = f"adapter in {result['adapter']}" if result.get("adapter") else \
-        f"adapter on volume {settings.export.modal.checkpoint_volume}"
+    where = f"adapter on volume {settings.export.modal.checkpoint_volume}" if args.backend == "modal" else \
+        f"adapter in {result['adapter']}"
     print(f"{args.role}: {result['steps']} steps on {result['examples']} examples{dropped}{resumed}; {where}")
     return ExitCode.OK
 

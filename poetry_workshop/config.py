@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import tomllib
 import types
 import typing
@@ -247,11 +246,9 @@ def save_user_settings(updates: dict[str, Any]) -> Path:
         if name not in SCHEMAS:
             raise ConfigError(f"{path}: unknown table '{name}'; expected one of: {', '.join(SCHEMAS)}")
         build(SCHEMAS[name], table, str(path), name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".config.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write("# Your settings; the app's build screen and model switch write here too.\n\n" + dump_toml(merged))
-    os.replace(tmp, path)
+    from poetry_workshop.transcript import write_atomic
+
+    write_atomic(path, "# Your settings; the app's build screen and model switch write here too.\n\n" + dump_toml(merged))
     return path
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from pathlib import Path
 from poetry_workshop import locations
 from poetry_workshop.config import Layer, load_settings, override_layers
 from poetry_workshop.errors import ConfigError, ExitCode, WorkshopError
+from poetry_workshop.transcript import write_atomic
 
 ROLES = ("educator", "poet")
 # Generation order: dialogues continue critiques, poet-pairs write from briefs.
@@ -137,11 +137,7 @@ def state_file() -> Path:
 
 
 def save_state(state: ChainState, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".state.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        json.dump(asdict(state), out, indent=1)
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(asdict(state), indent=1))
 
 
 def load_state(path: Path | None = None) -> ChainState | None:
@@ -161,6 +157,12 @@ def load_state(path: Path | None = None) -> ChainState | None:
             if stage.state == "running":
                 stage.state = "stopped"
     return state
+
+
+def caller_layers(config_path: str | None, extra: list[Layer] = ()) -> list[Layer]:
+    """This caller's settings above the config files (user file, environment, --config,
+    the run's own), as the cloud needs them sent: the container has none of them."""
+    return override_layers(Path(config_path).expanduser() if config_path else None, os.environ, extra)
 
 
 def plan_stages(plan: ChainPlan) -> list[StageState]:
@@ -197,10 +199,8 @@ class LocalBackend:
               on_progress=None, cancel: threading.Event | None = None) -> dict:
         from poetry_workshop.pipeline.trainer import train
 
-        r = train(role, self.settings, epochs=epochs, max_steps=max_steps, on_progress=on_progress, log=self.log,
-                  cancel=cancel)
-        return {"role": role, "steps": r.steps, "examples": r.examples, "dropped": r.dropped,
-                "resumed_from": r.resumed_from, "adapter": str(r.adapter)}
+        return train(role, self.settings, epochs=epochs, max_steps=max_steps, on_progress=on_progress, log=self.log,
+                     cancel=cancel).summary()
 
     def export(self, role: str) -> Path:
         from poetry_workshop.pipeline.gguf_export import export
@@ -315,8 +315,7 @@ class BuildChain:
         self.plan = plan
         self.config_path = config_path
         self.settings = load_settings(config_path, extra=plan.layers)
-        self.layers = override_layers(Path(config_path).expanduser() if config_path else None, os.environ,
-                                      plan.layers)
+        self.layers = caller_layers(config_path, plan.layers)
         self.running = running
         self.cancel = threading.Event()
         self.state = ChainState(plan=plan.to_dict(), stages=plan_stages(plan))
@@ -481,10 +480,8 @@ class BuildChain:
 
         def progress(event) -> None:
             stage.done, stage.total, stage.eta_s = event.step, event.total_steps, event.eta_seconds
-            loss = f"loss {event.loss:.3f}" if event.loss is not None else ""
-            valid = f"validation loss {event.eval_loss:.3f}" if event.eval_loss is not None else ""
-            stage.detail = ", ".join(p for p in (f"step {event.step}/{event.total_steps}", loss, valid) if p)
-            self.log(f"{role}: {stage.detail}, {event.tokens_per_second:.0f} tok/s")
+            stage.detail = event.describe()
+            self.log(f"{role}: {stage.detail}")
 
         started = time.monotonic()
         try:

@@ -27,6 +27,7 @@ from typing import Protocol
 from poetry_workshop import locations
 from poetry_workshop.errors import ConfigError, WorkshopError
 from poetry_workshop.starter import sha256_of
+from poetry_workshop.transcript import write_atomic
 
 UPLOAD_MANIFEST = "upload.json"
 SPLITS = ("train", "valid")
@@ -222,7 +223,7 @@ def download(volume: Volume, role: str, settings, log: Callable[[str], None] = l
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / name
     if target.is_file() and sha256_of(target) == digest:
-        _write_manifest(out_dir / f"{name}.json", raw)
+        write_atomic(out_dir / f"{name}.json", raw.decode("utf-8"))
         return DownloadResult(role, target, False)
     log(f"downloading {name} from volume {volume.name}")
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=out_dir)
@@ -235,12 +236,5 @@ def download(volume: Volume, role: str, settings, log: Callable[[str], None] = l
         os.replace(tmp, target)  # the model first: a manifest never names a missing file
     finally:
         Path(tmp).unlink(missing_ok=True)
-    _write_manifest(out_dir / f"{name}.json", raw)
+    write_atomic(out_dir / f"{name}.json", raw.decode("utf-8"))
     return DownloadResult(role, target, True)
-
-
-def _write_manifest(path: Path, raw: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "wb") as out:
-        out.write(raw)
-    os.replace(tmp, path)

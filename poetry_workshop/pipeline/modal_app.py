@@ -129,14 +129,10 @@ def train_role(role: str, layers: list[Layer], epochs: int | None = None, max_st
     require_hf_token(config.training.base_model)
     verify_upload(locations.data_dir(), role, expected)
 
-    def show(event) -> None:
-        loss = f", loss {event.loss:.3f}" if event.loss is not None else ""
-        print(f"{role}: step {event.step}/{event.total_steps}{loss}, {event.tokens_per_second:.0f} tok/s", flush=True)
-
-    result = train(role, settings, epochs=epochs, max_steps=max_steps, on_progress=show,
+    result = train(role, settings, epochs=epochs, max_steps=max_steps,
+                   on_progress=lambda event: print(f"{role}: {event.describe()}", flush=True),
                    log=lambda m: print(m, flush=True), on_checkpoint=lambda folder: _commit(checkpoint_volume))
-    return {"role": role, "steps": result.steps, "examples": result.examples, "dropped": result.dropped,
-            "train_loss": result.train_loss, "eval_losses": result.eval_losses, "resumed_from": result.resumed_from}
+    return result.summary()
 
 
 @app.function(**EXPORT_OPTIONS)

@@ -42,6 +42,18 @@ class TrainingProgress:
     eval_loss: float | None = None
     note: str = ""
 
+    def describe(self) -> str:
+        """One line for a terminal, a log pane or a cloud container's output."""
+        parts = [f"step {self.step}/{self.total_steps}"]
+        if self.loss is not None:
+            parts.append(f"loss {self.loss:.3f}")
+        if self.eval_loss is not None:
+            parts.append(f"validation loss {self.eval_loss:.3f}")
+        parts.append(f"{self.tokens_per_second:.0f} tok/s")
+        if self.eta_seconds:
+            parts.append(f"about {self.eta_seconds / 60:.1f} min left")
+        return ", ".join(parts)
+
 
 @dataclass
 class TrainResult:
@@ -53,6 +65,12 @@ class TrainResult:
     resumed_from: str | None
     examples: int
     dropped: int
+
+    def summary(self) -> dict:
+        """What a backend reports back (plain data: it crosses from Modal too)."""
+        return {"role": self.role, "steps": self.steps, "examples": self.examples, "dropped": self.dropped,
+                "train_loss": self.train_loss, "eval_losses": self.eval_losses, "resumed_from": self.resumed_from,
+                "adapter": str(self.adapter)}
 
 
 class TrainingCancelled(WorkshopError):
