@@ -24,14 +24,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from poetry_workshop.config import load_settings  # noqa: E402
-from poetry_workshop.config_schema import Sampling  # noqa: E402
-from poetry_workshop.engine import Engine, RoleChat  # noqa: E402
-from poetry_workshop.llama_backend import auto_threads  # noqa: E402
-from poetry_workshop.model_choice import choose_models  # noqa: E402
-from poetry_workshop.persona import load_persona  # noqa: E402
-from poetry_workshop.session import WorkshopSession  # noqa: E402
-from poetry_workshop.store import SessionStore  # noqa: E402
+from poetry_workshop.config.loader import load_settings  # noqa: E402
+from poetry_workshop.config.schema import Sampling  # noqa: E402
+from poetry_workshop.inference.engine import Engine, RoleChat  # noqa: E402
+from poetry_workshop.inference.llama_backend import auto_threads  # noqa: E402
+from poetry_workshop.inference.model_choice import choose_models  # noqa: E402
+from poetry_workshop.workshop.persona import load_persona  # noqa: E402
+from poetry_workshop.workshop.session import WorkshopSession  # noqa: E402
+from poetry_workshop.workshop.store import SessionStore  # noqa: E402
 
 BRIEF = (
     "Brief:\nForm: free verse. Length: 12 lines. Speaker: a night-shift baker. Anchor: the first "

@@ -23,10 +23,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from gate_corpus import GOOD_CRITIQUE, HUMAN, MACHINE  # noqa: E402
-from poetry_workshop import poem_metrics as pm  # noqa: E402
-from poetry_workshop.config import load_settings  # noqa: E402
-from poetry_workshop.persona import load_llm_isms  # noqa: E402
-from poetry_workshop.pipeline.quality_gate import SLOP, QualityGate, default_workers, run_gate  # noqa: E402
+from poetry_workshop.verse import poem_metrics as pm  # noqa: E402
+from poetry_workshop.config.loader import load_settings  # noqa: E402
+from poetry_workshop.workshop.persona import load_llm_isms  # noqa: E402
+from poetry_workshop.pipeline.gate.rules import SLOP, QualityGate
+from poetry_workshop.pipeline.gate.run import default_workers, run_gate  # noqa: E402
 
 LINES = [line for poem in HUMAN + MACHINE for line in pm.poem_lines(poem)]
 WORDS = sorted({w for line in LINES for w in pm.words(line)})

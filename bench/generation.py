@@ -30,9 +30,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from claude_server import ClaudeServer  # noqa: E402
-from poetry_workshop.config import load_settings  # noqa: E402
-from poetry_workshop.pipeline.cost_ledger import PriceBook, Usage  # noqa: E402
-from poetry_workshop.pipeline.generation import GenerateOptions, TeachingDataRun  # noqa: E402
+from poetry_workshop.config.loader import load_settings  # noqa: E402
+from poetry_workshop.pipeline.claude.ledger import PriceBook, Usage  # noqa: E402
+from poetry_workshop.pipeline.data.generation import GenerateOptions, TeachingDataRun  # noqa: E402
 from poetry_workshop.pipeline.jsonl_log import read_jsonl  # noqa: E402
 
 KEY = "bench-key"

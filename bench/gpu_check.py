@@ -53,9 +53,9 @@ def main() -> int:
         print("gpu_check: no CUDA device here; run it on a GPU machine (or --cpu to check the script)")
         return 2
     from poetry_workshop import locations
-    from poetry_workshop.config import load_settings
-    from poetry_workshop.pipeline.gguf_export import export
-    from poetry_workshop.pipeline.trainer import train
+    from poetry_workshop.config.loader import load_settings
+    from poetry_workshop.pipeline.training.gguf_export import export
+    from poetry_workshop.pipeline.training.trainer import train
 
     work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     os.environ[locations.DATA_ENV] = str(work / "data")

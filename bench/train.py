@@ -45,7 +45,7 @@ def plain_loop(base: str, steps: int) -> list[float]:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from poetry_workshop.pipeline.chat_examples import tokenize_conversation
+    from poetry_workshop.pipeline.training.chat_examples import tokenize_conversation
 
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(base)
@@ -75,9 +75,8 @@ def plain_loop(base: str, steps: int) -> list[float]:
 
 def project_trainer(steps: int, stock: bool) -> list[float]:
     """Steps of the project's trainer; `stock` puts back trl's own bf16/checkpointing defaults."""
-    from poetry_workshop.config import load_settings
-    from poetry_workshop.pipeline import trainer
-
+    from poetry_workshop.config.loader import load_settings
+    from poetry_workshop.pipeline.training import trainer
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data" / "educator_training"
         data.mkdir(parents=True)
@@ -107,7 +106,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=4)
     args = parser.parse_args()
-    from poetry_workshop.pipeline.base_model import resolve_base
+    from poetry_workshop.pipeline.training.base_model import resolve_base
 
     base = resolve_base(str(ROOT / "models" / starter.FILENAME), lambda m: print(m, file=sys.stderr))
     plain = statistics.median(plain_loop(base, args.steps))

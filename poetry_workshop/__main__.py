@@ -1,5 +1,5 @@
 """`python -m poetry_workshop` is the `workshop` command."""
 
-from poetry_workshop.cli import main
+from poetry_workshop.cli.main import main
 
 raise SystemExit(main())

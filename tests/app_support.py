@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 
 from conftest import ScriptedBackend
-from poetry_workshop.config import load_settings
-from poetry_workshop.engine import Engine, RoleChat
-from poetry_workshop.model_choice import choose_models
-from poetry_workshop.persona import load_persona
-from poetry_workshop.store import SessionStore
-from poetry_workshop.studio import Studio
+from poetry_workshop.config.loader import load_settings
+from poetry_workshop.inference.engine import Engine, RoleChat
+from poetry_workshop.inference.model_choice import choose_models
+from poetry_workshop.workshop.persona import load_persona
+from poetry_workshop.workshop.store import SessionStore
+from poetry_workshop.workshop.studio import Studio
 
 CRITIQUE = ('The poem watches the tide leave. "the water leaves" (line 1) is exact. '
             '"the mud keeps count" (line 2) tells where it could show. What does the mud hold? '

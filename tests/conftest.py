@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from poetry_workshop import locations, starter
-from poetry_workshop.config_schema import MaxTokens, Sampling
-from poetry_workshop.llama_backend import Completion, GenerationStats
+from poetry_workshop import locations
+
+from poetry_workshop.inference import starter
+from poetry_workshop.config.schema import MaxTokens, Sampling
+from poetry_workshop.inference.llama_backend import Completion, GenerationStats
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTER = ROOT / "models" / starter.FILENAME

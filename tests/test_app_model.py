@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app_support import settle
-from poetry_workshop.studio import Studio
+from poetry_workshop.workshop.studio import Studio
 from poetry_workshop.tui.app import create_app
 from poetry_workshop.tui.widgets import PoemArea
 from poetry_workshop.tui.workshop_screen import WorkshopScreen

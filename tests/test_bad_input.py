@@ -18,7 +18,7 @@ import pytest
 
 from conftest import SMALL_TOKENS_TOML, run_cli
 from poetry_workshop import locations
-from poetry_workshop.store import SessionStore
+from poetry_workshop.workshop.store import SessionStore
 
 ERROR_PREFIX = "workshop: error: "
 PROMPT = "a short poem about rain"

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conftest import run_cli
-from poetry_workshop.batch import BadItem, BatchItem, read_items
+from poetry_workshop.cli.batch_sessions import BadItem, BatchItem, read_items
 from poetry_workshop.errors import WorkshopError
 
 pytestmark = pytest.mark.model

@@ -15,8 +15,8 @@ import pytest
 from app_support import make_studio, settle
 from claude_server import ClaudeServer
 from poetry_workshop import locations
-from poetry_workshop.config import load_settings
-from poetry_workshop.pipeline.build_chain import ChainState, StageState, load_state
+from poetry_workshop.config.loader import load_settings
+from poetry_workshop.pipeline.build.plan import ChainState, StageState, load_state
 from poetry_workshop.tui.app import create_app
 from poetry_workshop.tui.build_screen import BuildScreen, ConfirmScreen, ReportScreen
 from poetry_workshop.tui.start_screen import StartScreen
@@ -84,8 +84,8 @@ async def test_build_cancel_close_resume_switch_and_eval_from_the_app(tmp_path, 
         saved = load_state()
         assert saved is not None and saved.status == "stopped"
         app = create_app(make_studio(tmp_path / "second", settings=load_settings()))
-        from poetry_workshop.engine import Engine
-        from poetry_workshop.inference_thread import InferenceThread
+        from poetry_workshop.inference.engine import Engine
+        from poetry_workshop.inference.inference_thread import InferenceThread
 
         engine: Engine = app.studio.engine
         engine._thread, engine._runtime = InferenceThread(), app.studio.settings.inference.runtime

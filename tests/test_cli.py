@@ -58,8 +58,8 @@ def test_resume_finishes_an_interrupted_session(small_config, tmp_path):
 
 
 def test_a_pipeline_command_without_its_packages_names_the_set_up_step(monkeypatch, capsys):
-    from poetry_workshop import cli, data_cli
-
+    from poetry_workshop.cli.main import main as cli
+    from poetry_workshop.cli.main import data as data_cli
     def missing(args):
         raise ModuleNotFoundError("No module named 'anthropic'", name="anthropic")
 

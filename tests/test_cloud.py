@@ -13,10 +13,10 @@ import sys
 import pytest
 
 from conftest import ROOT, STARTER, run_cli
-from poetry_workshop.config import load_settings, override_layers
+from poetry_workshop.config.loader import load_settings, override_layers
 from poetry_workshop.errors import ConfigError, WorkshopError
-from poetry_workshop.pipeline.cloud_sync import FolderVolume, download, set_checksums, upload, verify_upload
-from poetry_workshop.starter import sha256_of
+from poetry_workshop.pipeline.build.cloud_sync import FolderVolume, download, set_checksums, upload, verify_upload
+from poetry_workshop.files import sha256_of
 
 NO_MODAL = {"MODAL_TOKEN_ID": "", "MODAL_TOKEN_SECRET": "", "MODAL_CONFIG_PATH": "/nonexistent/.modal.toml"}
 
@@ -46,7 +46,7 @@ class CountingVolume(FolderVolume):
 
 def test_the_app_module_imports_without_modal_credentials(tmp_path):
     env = {**os.environ, **NO_MODAL, "HOME": str(tmp_path)}
-    code = ("import poetry_workshop.pipeline.modal_app as m; "
+    code = ("import poetry_workshop.pipeline.build.modal_app as m; "
             "print(sorted(m.app.registered_functions) if hasattr(m.app, 'registered_functions') else '')")
     done = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, env=env,
                           cwd=ROOT, timeout=120)
@@ -55,8 +55,7 @@ def test_the_app_module_imports_without_modal_credentials(tmp_path):
 
 
 def test_the_functions_ask_for_the_configured_gpu_volumes_secret_timeout_and_retries():
-    from poetry_workshop.pipeline import modal_app as m
-
+    from poetry_workshop.pipeline.build import modal_app as m
     modal_cfg = load_settings().export.modal
     spec = m.train_role._spec_
     assert spec.gpus == [modal_cfg.gpu, *modal_cfg.gpu_fallbacks] == ["A100-80GB", "H100", "A100-40GB"]
@@ -79,8 +78,7 @@ def test_the_functions_ask_for_the_configured_gpu_volumes_secret_timeout_and_ret
 
 @pytest.mark.model
 def test_the_training_body_runs_through_local_and_checks_the_uploaded_data(tmp_path, monkeypatch, starter_gguf):
-    from poetry_workshop.pipeline import modal_app as m
-
+    from poetry_workshop.pipeline.build import modal_app as m
     data, checkpoints = tmp_path / "data", tmp_path / "checkpoints"
     monkeypatch.setenv("POETRY_WORKSHOP_CHECKPOINTS", str(checkpoints))
     write_set(data)
@@ -105,8 +103,7 @@ def test_the_training_body_runs_through_local_and_checks_the_uploaded_data(tmp_p
 
 
 def test_a_hub_base_without_hf_token_stops_before_loading_and_never_prints_a_token(tmp_path, monkeypatch, capsys):
-    from poetry_workshop.pipeline import modal_app as m
-
+    from poetry_workshop.pipeline.build import modal_app as m
     monkeypatch.delenv("HF_TOKEN", raising=False)
     write_set(tmp_path / "data")
     with pytest.raises(ConfigError, match="modal secret create huggingface-secret HF_TOKEN=") as err:

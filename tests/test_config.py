@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from poetry_workshop import config
+from poetry_workshop.config.loader import loader as config
 from poetry_workshop.errors import ConfigError
 
 

@@ -7,14 +7,14 @@ import threading
 
 import pytest
 
-from poetry_workshop.config import load_settings
-from poetry_workshop.config_schema import Runtime, Sampling
-from poetry_workshop.engine import Engine, RoleChat
+from poetry_workshop.config.loader import load_settings
+from poetry_workshop.config.schema import Runtime, Sampling
+from poetry_workshop.inference.engine import Engine, RoleChat
 from poetry_workshop.errors import PromptTooLongError
-from poetry_workshop.inference_thread import InferenceThread
-from poetry_workshop.llama_backend import LlamaBackend
-from poetry_workshop.model_choice import choose_models
-from poetry_workshop.persona import load_persona
+from poetry_workshop.inference.inference_thread import InferenceThread
+from poetry_workshop.inference.llama_backend import LlamaBackend
+from poetry_workshop.inference.model_choice import choose_models
+from poetry_workshop.workshop.persona import load_persona
 
 pytestmark = pytest.mark.model
 

@@ -13,8 +13,8 @@ import pytest
 
 from claude_server import ClaudeServer
 from conftest import STARTER, run_cli
-from poetry_workshop import poem_metrics as pm
-from poetry_workshop.config import load_settings
+from poetry_workshop.verse import poem_metrics as pm
+from poetry_workshop.config.loader import load_settings
 from poetry_workshop.errors import ConfigError
 from poetry_workshop.evaluation import Configuration, run_eval
 from poetry_workshop.evaluation.configurations import choose_configurations, parse_run
@@ -23,9 +23,10 @@ from poetry_workshop.evaluation.judge import judge_pair
 from poetry_workshop.evaluation.metrics import METRICS, Scorer
 from poetry_workshop.evaluation.outputs import ConfigOutputs
 from poetry_workshop.evaluation.report import compare_reports
-from poetry_workshop.persona import load_llm_isms
-from poetry_workshop.pipeline.claude_calls import make_client
-from poetry_workshop.pipeline.quality_gate import CLICHE, SLOP, QualityGate, flagged_passages, ungrounded_quotes
+from poetry_workshop.workshop.persona import load_llm_isms
+from poetry_workshop.pipeline.claude.calls import make_client
+from poetry_workshop.pipeline.gate.rules import CLICHE, SLOP, QualityGate
+from poetry_workshop.verse.critique_measures import flagged_passages, ungrounded_quotes
 
 PNG = b"\x89PNG\r\n\x1a\n"
 KEY = "loopback-judge-credential"
@@ -329,7 +330,7 @@ def _report(poet_metrics: dict):
 
 
 def test_a_role_left_out_keeps_the_apps_model():
-    from poetry_workshop.config import load_settings
+    from poetry_workshop.config.loader import load_settings
     from poetry_workshop.evaluation.configurations import current_configuration, parse_run
 
     settings = load_settings()

@@ -12,7 +12,7 @@ import pytest
 from claude_server import ClaudeServer
 from conftest import run_cli
 from poetry_workshop.errors import ConfigError
-from poetry_workshop.pipeline.build_chain import ChainPlan
+from poetry_workshop.pipeline.build.plan import ChainPlan
 
 
 @pytest.mark.model

@@ -16,8 +16,8 @@ import pytest
 from claude_server import ClaudeServer
 from conftest import ROOT, run_cli
 from poetry_workshop import locations
-from poetry_workshop.config import load_settings
-from poetry_workshop.pipeline.generation import GenerateOptions, TeachingDataRun
+from poetry_workshop.config.loader import load_settings
+from poetry_workshop.pipeline.data.generation import GenerateOptions, TeachingDataRun
 from poetry_workshop.pipeline.jsonl_log import read_jsonl
 
 KEY = "loopback-credential-that-must-not-leak"
@@ -296,7 +296,7 @@ def test_batch_api_matches_results_by_custom_id_and_retries_errored_and_expired(
     assert all(e["batch"] and e["batch_id"].startswith("msgbatch_") for e in ledger)
     direct = TeachingDataRun(load_settings(), GenerateOptions(task="critiques")).prices
     for e in ledger:  # half price
-        from poetry_workshop.pipeline.cost_ledger import Usage
+        from poetry_workshop.pipeline.claude.ledger import Usage
         assert e["cost_usd"] == pytest.approx(direct.cost("claude-sonnet-5-5", Usage(**e["usage"])) / 2, abs=1e-8)
     assert not (locations.annotated_dir() / "critiques.batch.json").exists()
 

@@ -8,7 +8,7 @@ import struct
 import pytest
 
 from poetry_workshop.errors import ModelFileError
-from poetry_workshop.gguf_file import read_gguf, require_chat_template, template_family
+from poetry_workshop.inference.gguf_file import read_gguf, require_chat_template, template_family
 
 
 def test_starter_header(starter_gguf):

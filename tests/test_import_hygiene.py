@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 CORE = [
-    "poetry_workshop.cli", "poetry_workshop.batch", "poetry_workshop.session", "poetry_workshop.engine",
-    "poetry_workshop.store", "poetry_workshop.config", "poetry_workshop.studio", "poetry_workshop.pipeline",
+    "poetry_workshop.cli.main", "poetry_workshop.cli.batch_sessions", "poetry_workshop.workshop.session", "poetry_workshop.inference.engine",
+    "poetry_workshop.workshop.store", "poetry_workshop.config.loader", "poetry_workshop.workshop.studio", "poetry_workshop.pipeline",
 ]
 FORBIDDEN = ["textual", "torch", "transformers", "trl", "peft", "anthropic", "modal", "datasets"]
 

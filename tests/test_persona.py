@@ -6,7 +6,7 @@ import pytest
 
 from poetry_workshop import locations
 from poetry_workshop.errors import ConfigError
-from poetry_workshop.persona import load_llm_isms, load_persona, parse_llm_isms
+from poetry_workshop.workshop.persona import load_llm_isms, load_persona, parse_llm_isms
 
 
 def test_system_prompts_load():

@@ -11,11 +11,12 @@ from conftest import run_cli
 from gate_corpus import (GOOD_CRITIQUE, GOOD_REVISION, HUMAN, MACHINE, POEM, PRAISE_CRITIQUE, REWRITE_CRITIQUE,
                          UNGROUNDED_CRITIQUE)
 from poetry_workshop import locations
-from poetry_workshop import poem_metrics as pm
-from poetry_workshop.brief_spec import BriefSpec, parse_brief
-from poetry_workshop.config import load_settings
-from poetry_workshop.persona import load_llm_isms
-from poetry_workshop.pipeline.quality_gate import SLOP, QualityGate, run_gate
+from poetry_workshop.verse import poem_metrics as pm
+from poetry_workshop.verse.brief_spec import BriefSpec, parse_brief
+from poetry_workshop.config.loader import load_settings
+from poetry_workshop.workshop.persona import load_llm_isms
+from poetry_workshop.pipeline.gate.rules import SLOP, QualityGate
+from poetry_workshop.pipeline.gate.run import run_gate
 
 FREE_VERSE = BriefSpec()
 
@@ -216,8 +217,7 @@ def test_the_one_pass_matcher_finds_what_each_entry_finds_alone(matcher):
 
 
 def test_checks_in_worker_processes_give_the_serial_verdicts(gate, monkeypatch):
-    from poetry_workshop.pipeline import quality_gate
-
+    from poetry_workshop.pipeline.gate import rules as quality_gate
     records = [critique_record(i, text) for i, text in enumerate([GOOD_CRITIQUE, PRAISE_CRITIQUE, UNGROUNDED_CRITIQUE,
                                                                    REWRITE_CRITIQUE] * 5)]
     records += [poet_pair(100 + i, p, GOOD_REVISION) for i, p in enumerate(HUMAN + MACHINE)]

@@ -1,6 +1,6 @@
 """Locating a critique's quotes in the poem."""
 
-from poetry_workshop.quotes import cited_lines, flatten, locate_quotes, quote_occurs, quoted_passages
+from poetry_workshop.verse.quotes import cited_lines, flatten, locate_quotes, quote_occurs, quoted_passages
 
 POEM = "The kettle ticks as it cools.\nMy father's boots by the door,\nlaces knotted twice."
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from conftest import ScriptedBackend
-from poetry_workshop.config_schema import MaxTokens, Sampling
-from poetry_workshop.engine import Engine, RoleChat
+from poetry_workshop.config.schema import MaxTokens, Sampling
+from poetry_workshop.inference.engine import Engine, RoleChat
 from poetry_workshop.errors import GenerationError, PromptTooLongError, WorkshopError
-from poetry_workshop.model_choice import ModelChoice
-from poetry_workshop.session import Notice, StepFinished, StepStarted, TextChunk, WorkshopSession
-from poetry_workshop.store import SessionStore
+from poetry_workshop.inference.model_choice import ModelChoice
+from poetry_workshop.workshop.session import Notice, StepFinished, StepStarted, TextChunk, WorkshopSession
+from poetry_workshop.workshop.store import SessionStore
 
 CRITIQUE = 'It reaches for the tide. "the water leaves" (line 1) works. What would the mud say?'
 

@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from poetry_workshop.errors import StoreError
-from poetry_workshop.store import MIGRATIONS, SessionStore
+from poetry_workshop.workshop.store import MIGRATIONS, SessionStore
 
 
 def test_new_database_is_migrated_and_in_wal_mode(tmp_path):

@@ -8,14 +8,14 @@ import json
 import pytest
 
 from poetry_workshop import locations
-from poetry_workshop.config import load_settings
-from poetry_workshop.config_schema import RawPoemSettings
+from poetry_workshop.config.loader import load_settings
+from poetry_workshop.config.schema import RawPoemSettings
 from poetry_workshop.errors import ConfigError
-from poetry_workshop.pipeline.brief_attributes import ATTRIBUTES, coverage, sample_attributes
-from poetry_workshop.pipeline.cost_ledger import PriceBook, Usage, ledger_entry, summarise
+from poetry_workshop.pipeline.data.brief_attributes import ATTRIBUTES, coverage, sample_attributes
+from poetry_workshop.pipeline.claude.ledger import PriceBook, Usage, ledger_entry, summarise
 from poetry_workshop.pipeline.jsonl_log import AppendLog, read_jsonl
-from poetry_workshop.pipeline.raw_poems import RawPoem, RawPoemReader, read_hf_poems
-from poetry_workshop.pipeline.teaching_tasks import TASKS, TaskSources, work_items
+from poetry_workshop.pipeline.data.raw_poems import RawPoem, RawPoemReader, read_hf_poems
+from poetry_workshop.pipeline.data.tasks import TASKS, TaskSources, work_items
 
 POEM = "The hose kicks in the yard\nwhere my father left it coiled,\na green snake with a brass head."
 

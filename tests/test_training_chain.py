@@ -59,8 +59,8 @@ def test_the_chain_trains_exports_validates_and_the_engine_answers(chain):
     assert out.returncode == 0, out.stderr[-2000:]
     gguf = chain["root"] / "models" / "educator.Q4_K_M.gguf"
     manifest = json.loads((chain["root"] / "models" / "educator.Q4_K_M.gguf.json").read_text())
-    from poetry_workshop.gguf_file import read_gguf
-    from poetry_workshop.pipeline.gguf_export import sha256_of
+    from poetry_workshop.inference.gguf_file import read_gguf
+    from poetry_workshop.files import sha256_of
 
     assert manifest["sha256"] == sha256_of(gguf) and manifest["quantization"] == "Q4_K_M"
     assert manifest["converter"].startswith("llama-cpp-python 0.3.36") and manifest["data_hash"]
@@ -106,8 +106,8 @@ def test_checkpoints_from_other_data_are_set_aside_not_resumed(chain):
 def test_the_loss_covers_assistant_turns_and_their_end_of_turn_token_only(starter_gguf):
     from transformers import AutoTokenizer
 
-    from poetry_workshop.pipeline.base_model import resolve_base
-    from poetry_workshop.pipeline.chat_examples import end_of_turn_id, tokenize_conversation
+    from poetry_workshop.pipeline.training.base_model import resolve_base
+    from poetry_workshop.pipeline.training.chat_examples import end_of_turn_id, tokenize_conversation
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_base(str(starter_gguf)))
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "What is a volta?"},
@@ -162,7 +162,7 @@ def test_a_base_model_that_does_not_exist_is_named(tmp_path):
 
 
 def test_a_cut_off_checkpoint_is_not_resumed(tmp_path):
-    from poetry_workshop.pipeline.trainer import newest_checkpoint
+    from poetry_workshop.pipeline.training.trainer import newest_checkpoint
 
     (tmp_path / "checkpoint-4").mkdir()
     (tmp_path / "checkpoint-4" / "trainer_state.json").write_text('{"global_step": 4}')
@@ -173,8 +173,7 @@ def test_a_cut_off_checkpoint_is_not_resumed(tmp_path):
 
 
 def test_a_converter_failure_publishes_nothing(tmp_path, monkeypatch):
-    from poetry_workshop.pipeline import gguf_export
-
+    from poetry_workshop.pipeline.training import gguf_export
     fake = tmp_path / "converter"
     fake.mkdir()
     (fake / "convert_hf_to_gguf.py").write_text("import sys\nprint('unsupported architecture', file=sys.stderr)\nsys.exit(1)\n")
@@ -184,7 +183,7 @@ def test_a_converter_failure_publishes_nothing(tmp_path, monkeypatch):
 
 
 def test_an_unknown_quantization_is_refused(tmp_path):
-    from poetry_workshop.pipeline.gguf_export import quantize
+    from poetry_workshop.pipeline.training.gguf_export import quantize
 
     with pytest.raises(ConfigError, match="Q4_K_M"):
         quantize(tmp_path / "in.gguf", tmp_path / "out.gguf", "Q3_FANCY")

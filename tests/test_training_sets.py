@@ -9,11 +9,12 @@ import pytest
 
 from conftest import STARTER, run_cli
 from gate_corpus import GOOD_CRITIQUE, GOOD_REVISION, HUMAN, POEM
-from poetry_workshop import locations, prompts
-from poetry_workshop.config import load_settings
-from poetry_workshop.persona import load_persona
-from poetry_workshop.pipeline.raw_poems import poem_id
-from poetry_workshop.pipeline.training_sets import (TokenCounter, check_conversation, educator_examples,
+from poetry_workshop import locations
+from poetry_workshop.workshop import prompts
+from poetry_workshop.config.loader import load_settings
+from poetry_workshop.workshop.persona import load_persona
+from poetry_workshop.pipeline.data.raw_poems import poem_id
+from poetry_workshop.pipeline.training.training_sets import (TokenCounter, check_conversation, educator_examples,
                                                     poet_examples, prepare, split_groups)
 
 BRIEF = {"form": "free verse", "length": "6-9 lines", "speaker": "a son, first person", "anchor": "the hose",
@@ -174,7 +175,7 @@ def test_a_base_tokenizer_that_cannot_load_falls_back_to_an_estimate_and_says_so
 
 
 def test_prepare_runs_on_gate_output(starter_base):
-    from poetry_workshop.pipeline.quality_gate import gate_file
+    from poetry_workshop.pipeline.gate.run import gate_file
 
     path = locations.data_dir() / "annotated" / "critiques.jsonl"
     path.parent.mkdir(parents=True)

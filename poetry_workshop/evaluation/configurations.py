@@ -16,8 +16,9 @@ from pathlib import Path
 
 from poetry_workshop import locations
 from poetry_workshop.errors import ConfigError
-from poetry_workshop.gguf_file import read_gguf, require_chat_template
-from poetry_workshop.model_choice import ROLES, choose_models
+from poetry_workshop.inference.gguf_file import read_gguf, require_chat_template
+from poetry_workshop.inference.model_choice import choose_models
+from poetry_workshop.names import ROLES
 
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 _RESERVED = ("tie", "split", "failed")  # the judge's verdicts share the column with the labels

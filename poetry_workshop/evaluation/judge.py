@@ -72,7 +72,7 @@ def _message(c: Comparison, first: str, second: str) -> str:
 
 
 async def _judge_all(client, items: list[Comparison], params: dict, policy, concurrency: int) -> list[tuple]:
-    from poetry_workshop.pipeline.claude_calls import call_structured
+    from poetry_workshop.pipeline.claude.calls import call_structured
 
     gate = asyncio.Semaphore(concurrency)
 
@@ -105,7 +105,7 @@ def judge_pair(client, settings, eval_set: EvalSet, label_a: str, a: ConfigOutpu
     """Both orders of every comparison between two configurations, summarised."""
     from anthropic import transform_schema
 
-    from poetry_workshop.pipeline.claude_calls import RetryPolicy
+    from poetry_workshop.pipeline.claude.calls import RetryPolicy
 
     claude = settings.generation.claude
     params = {"model": model or claude.model, "max_tokens": claude.max_tokens, "system": SYSTEM,

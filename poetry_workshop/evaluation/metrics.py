@@ -26,11 +26,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from statistics import mean
 
-from poetry_workshop import poem_metrics as pm
-from poetry_workshop.brief_spec import parse_brief
-from poetry_workshop.pipeline.quality_gate import (CLICHE, SLOP, QualityGate, critique_shape, revision_delta,
-                                                   ungrounded_quotes)
-from poetry_workshop.quotes import quoted_passages
+from poetry_workshop.verse import poem_metrics as pm
+from poetry_workshop.verse.brief_spec import parse_brief
+from poetry_workshop.pipeline.gate.rules import CLICHE, SLOP, QualityGate
+from poetry_workshop.verse.critique_measures import critique_shape, revision_delta, ungrounded_quotes
+from poetry_workshop.verse.quotes import quoted_passages
 
 GROUPS = ("poet", "educator", "revision")
 

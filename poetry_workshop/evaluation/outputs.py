@@ -15,11 +15,11 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from poetry_workshop import prompts
-from poetry_workshop.engine import RoleChat
+from poetry_workshop.workshop import prompts
+from poetry_workshop.inference.engine import RoleChat
 from poetry_workshop.evaluation.configurations import Configuration
 from poetry_workshop.evaluation.eval_set import EvalSet
-from poetry_workshop.persona import Persona
+from poetry_workshop.workshop.persona import Persona
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,8 @@ def item_seed_offset(item_id: str) -> int:
 
 def generate_outputs(config: Configuration, eval_set: EvalSet, settings, persona: Persona, *, seed: int,
                      max_tokens: int | None, on_step: Callable[[Step], None] | None = None) -> ConfigOutputs:
-    from poetry_workshop.inference_thread import InferenceThread
-    from poetry_workshop.llama_backend import LlamaBackend
+    from poetry_workshop.inference.inference_thread import InferenceThread
+    from poetry_workshop.inference.llama_backend import LlamaBackend
 
     runtime = dataclasses.replace(settings.inference.runtime, seed=seed)
     limits = settings.inference.max_tokens

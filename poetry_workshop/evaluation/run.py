@@ -44,7 +44,7 @@ def reference_poems(settings) -> tuple[list[str], list[str]]:
     """(the person's good poems, every poem the Poet was trained on or could have copied):
     data/raw/ and the assistant turns of the Poet's training set, when there is one."""
     from poetry_workshop.pipeline.jsonl_log import read_jsonl
-    from poetry_workshop.pipeline.raw_poems import RawPoemReader
+    from poetry_workshop.pipeline.data.raw_poems import RawPoemReader
 
     raw = RawPoemReader(settings.generation.raw).read_raw(locations.data_dir() / "raw")
     good = [p.text for p in raw["good"]]
@@ -65,10 +65,11 @@ def run_eval(settings, configurations: list[Configuration], *, limit: int | None
              eval_set_path: Path | None = None) -> EvalReport:
     """Run the set through each configuration, measure, judge, write; returns the report
     with `files` naming what was written."""
-    from poetry_workshop import poem_metrics as pm
+    from poetry_workshop.verse import poem_metrics as pm
     from poetry_workshop.evaluation.metrics import Scorer
-    from poetry_workshop.persona import load_llm_isms, load_persona
-    from poetry_workshop.pipeline.quality_gate import QualityGate, human_rate
+    from poetry_workshop.workshop.persona import load_llm_isms, load_persona
+    from poetry_workshop.pipeline.gate.rules import QualityGate
+    from poetry_workshop.pipeline.gate.run import human_rate
 
     progress = on_progress or (lambda event: None)
     if limit is not None and limit < 1:
@@ -80,7 +81,7 @@ def run_eval(settings, configurations: list[Configuration], *, limit: int | None
     old = read_report(compare) if compare is not None else None
     clients = []
     if judge and len(configurations) > 1:
-        from poetry_workshop.pipeline.claude_calls import make_client
+        from poetry_workshop.pipeline.claude.calls import make_client
 
         clients.append(make_client(settings.generation.claude))  # no API key: fails now, not after the models ran
 

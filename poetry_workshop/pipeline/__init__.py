@@ -1,5 +1,3 @@
-"""The model-building pipeline (generate, gate, prepare, train, export).
-
-Empty of logic for now: the stages arrive with their own issues. Every stage will be a
-plain function that runs in-process or on Modal.
-"""
+"""Building the two models: teaching data from Claude (`claude`, `data`), the quality gate
+(`gate`), training sets, training and GGUF export (`training`), and the chain of stages that
+runs them on this machine or on Modal (`build`). Heavy libraries load inside the stages."""

@@ -102,17 +102,3 @@ class AppendLog:
         self.close()
 
 
-def write_jsonl_atomic(path: Path, records: list[dict[str, Any]]) -> None:
-    """A whole JSONL file at once, through a temporary name: never half written."""
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for record in records:
-                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -23,9 +23,8 @@ from textual.widgets import Button, DataTable, Footer, Input, Label, Log, Markdo
 
 from poetry_workshop import locations
 from poetry_workshop.errors import WorkshopError
-from poetry_workshop.pipeline.build_chain import (
-    GENERATION_ORDER, ChainPlan, ChainState, load_state, plan_stages, targets_for,
-)
+from poetry_workshop.names import TASK_NAMES
+from poetry_workshop.pipeline.build.plan import ChainPlan, ChainState, load_state, plan_stages, targets_for
 from poetry_workshop.tui.keys import BUILD_KEYS, bindings
 
 BAR_WIDTH = 12
@@ -125,7 +124,7 @@ class BuildScreen(Screen):
                 yield Input(f"{build.max_cost:g}", id="max_cost", type="number", classes="short")
             yield Label("Records per task (0 skips a task)", classes="field")
             with Horizontal(classes="settings-row", id="limits"):
-                for task in GENERATION_ORDER:
+                for task in TASK_NAMES:
                     with Vertical(classes="limit"):
                         yield Label(task, classes="limit-name")
                         yield Input(str(gen.limits.get(task, 0)), id=f"limit-{task}", type="integer")
@@ -203,7 +202,7 @@ class BuildScreen(Screen):
             "max_cost": self._number("max_cost", float),
             "model": self.query_one("#claude_model", Input).value.strip(),
             "concurrency": self._number("concurrency", int, 1),
-            "limits": {task: self._number(f"limit-{task}") for task in GENERATION_ORDER},
+            "limits": {task: self._number(f"limit-{task}") for task in TASK_NAMES},
         }
 
     def plan_from_fields(self) -> ChainPlan:
@@ -220,7 +219,7 @@ class BuildScreen(Screen):
                          concurrency=v["concurrency"], layers=layers)
 
     def action_save_settings(self) -> None:
-        from poetry_workshop.config import save_user_settings
+        from poetry_workshop.config.loader import save_user_settings
 
         try:
             v = self.field_values()
@@ -254,8 +253,8 @@ class BuildScreen(Screen):
         self.run_worker(lambda: self._estimate_then_ask(plan), thread=True, exclusive=True, group="estimate")
 
     def _estimate_then_ask(self, plan: ChainPlan) -> None:
-        from poetry_workshop.config import load_settings
-        from poetry_workshop.pipeline.build_chain import estimate_generation
+        from poetry_workshop.config.loader import load_settings
+        from poetry_workshop.pipeline.build.chain import estimate_generation
 
         text = ""
         try:

@@ -9,7 +9,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Label, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 
-from poetry_workshop.store import SessionRecord
+from poetry_workshop.workshop.store import SessionRecord
 
 
 def session_label(r: SessionRecord) -> str:

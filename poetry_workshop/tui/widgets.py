@@ -9,8 +9,8 @@ from rich.text import Text
 from textual.widgets import Static, TextArea, Tree
 from textual.widgets.text_area import TextAreaTheme
 
-from poetry_workshop.quotes import QuotedSpan
-from poetry_workshop.store import Node, RevisionTree
+from poetry_workshop.verse.quotes import QuotedSpan
+from poetry_workshop.workshop.store import Node, RevisionTree
 
 QUOTED = "workshop.quoted"
 

@@ -1,0 +1,2 @@
+"""Local models: GGUF files read and checked, one llama.cpp model per role on its own thread,
+which file serves which role, and the starter model."""

@@ -1,0 +1,262 @@
+"""The quality gate: which generated records are good enough to teach from, and why not.
+
+Each rule looks at one thing (LLM-isms against the human baseline, clichés and the
+machine-poem signature, form against the brief, grounded critique, focused revision,
+hygiene, copying, near-duplicates) and returns `Failure(rule, evidence)`: the phrase, the
+line, the number that broke it. A record is kept only when no rule fails; every failure is
+logged, so the table by rule and task shows what each rule costs. Thresholds live in
+config/quality_gate.toml. The critique and revision measures the rules read are in
+`verse.critique_measures` (the eval reads them too); running the gate over a file is `run`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from poetry_workshop.config.schema import QualityGateConfig
+from poetry_workshop.pipeline.gate.near_duplicates import NearDuplicates
+from poetry_workshop.verse import poem_metrics as pm
+from poetry_workshop.verse.brief_spec import BriefSpec, parse_brief
+from poetry_workshop.verse.critique_measures import (
+    critique_shape, normalise_line, quote_free, revision_delta, ungrounded_quotes,
+)
+from poetry_workshop.verse.quotes import cited_lines, flatten, quote_occurs
+
+# Categories of anti_llm_isms.txt measured against the baseline, and the ones that make up
+# the cliché rule for verse; plural-voice is judged by the we-voice share instead.
+SLOP = ("slop-words", "slop-phrases", "contrast-pattern", "closing-epiphany", "assistant-leakage")
+CLICHE = ("dead-metaphors", "poetic-defaults")
+
+_TEMPLATE = re.compile(r"<\|[a-z_]{2,30}\|>|</?s>|\[/?INST\]|<<SYS>>|^\s*(?:assistant|user|system)\s*:|^\s*```",
+                       re.IGNORECASE | re.MULTILINE)
+# _TEMPLATE cannot match a text that holds none of these.
+_TEMPLATE_HINTS = ("<|", "<s>", "</s>", "inst]", "<<sys>>", "assistant", "user", "system", "```")
+
+
+@dataclass(frozen=True)
+class Failure:
+    rule: str
+    evidence: str
+
+
+class QualityGate:
+    def __init__(self, config: QualityGateConfig, matcher: pm.LlmIsmMatcher, baseline: float,
+                 training_poems: Iterable[tuple[str, str]] = ()):
+        self.cfg = config
+        self.matcher = matcher
+        self.baseline = baseline
+        n = config.hygiene.copy_ngram
+        # n-gram text -> where it came from; text, not hash(), so worker processes started
+        # fresh (spawn, as on macOS) agree with this one
+        self._sources: dict[str, str] = {}
+        for where, poem in training_poems:
+            for gram in pm.ngrams(pm.words(poem), n):
+                self._sources.setdefault(" ".join(gram), where)
+        self.dedupe = NearDuplicates(config.hygiene.near_duplicate_jaccard)
+
+    # ------------------------------------------------------------------- text rules
+
+    def llm_isms(self, text: str, label: str) -> list[Failure]:
+        hits = sorted(self.matcher.hits(text, SLOP), key=lambda h: h.line)
+        weight = sum(h.weight for h in hits)
+        n = len(pm.words(text))
+        rate = 1000.0 * weight / n if n else 0.0
+        limit = self.cfg.llm_isms.max_ratio_to_baseline * self.baseline
+        if weight > self.cfg.llm_isms.min_weighted_hits and rate > limit:
+            shown = ", ".join(f'"{h.phrase}" (line {h.line})' for h in hits[:6])
+            return [Failure("llm-isms", f"{label}: {rate:.1f} weighted hits per 1,000 words, over "
+                                        f"{limit:.1f} ({self.cfg.llm_isms.max_ratio_to_baseline:g}x the human "
+                                        f"{self.baseline:.1f}): {shown}")]
+        return []
+
+    def poetic_defaults(self, poem: str, spec: BriefSpec, label: str) -> list[Failure]:
+        rules = self.cfg.poetic_defaults
+        out = []
+        hits = sorted(self.matcher.hits(poem, CLICHE), key=lambda h: h.line)
+        weight = sum(h.weight for h in hits)
+        if weight > rules.max_cliche_weight:
+            shown = ", ".join(f'"{h.phrase}" (line {h.line})' for h in hits[:6])
+            out.append(Failure("cliches", f"{label}: weight {weight:g} over {rules.max_cliche_weight:g}: {shown}"))
+        if not spec.rhyme_ok:
+            share, pairs = pm.end_rhyme_share(poem)
+            if share > rules.max_end_rhyme_share:
+                shown = ", ".join(f"{a}/{b}" for a, b in pairs[:5])
+                out.append(Failure("end-rhyme", f"{label}: {share:.0%} of line ends rhyme ({shown}) and the "
+                                                "brief did not ask for rhyme"))
+        if not spec.quatrains_ok and pm.default_quatrains(poem):
+            out.append(Failure("quatrains", f"{label}: every stanza is four lines ({len(pm.stanzas(poem))} "
+                                            "stanzas) and the brief did not ask for quatrains"))
+        if not spec.we_ok:
+            share, count = pm.plural_voice_share(poem)
+            if count >= rules.min_we_count and share > rules.max_we_share:
+                out.append(Failure("we-voice", f"{label}: {count} we/us/our, {share:.0%} of its pronouns, and the "
+                                               "brief did not ask for a plural speaker"))
+        return out
+
+    def form(self, poem: str, spec: BriefSpec, label: str) -> list[Failure]:
+        slack = self.cfg.form.line_slack
+        lines = pm.poem_lines(poem)
+        out = []
+        if spec.min_lines is not None and len(lines) < spec.min_lines - slack:
+            out.append(Failure("form", f"{label}: {len(lines)} lines; the brief asks for at least {spec.min_lines}"))
+        if spec.max_lines is not None and len(lines) > spec.max_lines + slack:
+            out.append(Failure("form", f"{label}: {len(lines)} lines; the brief asks for at most {spec.max_lines}"))
+        if spec.stanza_lines:
+            odd = [n for n in pm.stanzas(poem) if n != spec.stanza_lines]
+            if odd:
+                out.append(Failure("form", f"{label}: stanzas of {odd} lines in a {spec.form} "
+                                           f"(stanzas of {spec.stanza_lines})"))
+        if spec.syllables:
+            pattern = spec.syllables
+            for number, line in enumerate(lines, start=1):
+                want = pattern[(number - 1) % len(pattern)]
+                got = pm.line_syllables(line)
+                if abs(got - want) > self.cfg.form.syllable_slack:
+                    out.append(Failure("form", f"{label}: line {number} \"{line}\" has {got} syllables; "
+                                               f"a {spec.form} wants {want}"))
+                    break
+        if spec.rhyme is True and pm.end_rhyme_share(poem)[0] == 0 and len(lines) > 2:
+            out.append(Failure("form", f"{label}: no line ends rhyme; the brief asks for rhyme"))
+        return out
+
+    def critique(self, text: str, poems: list[str], label: str, whole: bool = True) -> list[Failure]:
+        """Grounded (quotes occur, cited lines exist), actionable, not mostly praise, not a rewrite."""
+        rules = self.cfg.critique
+        out = []
+        missing = ungrounded_quotes(text, poems)
+        if missing:
+            out.append(Failure("grounded-quotes", f"{label}: quotes words that are not in the poem: "
+                                                  + "; ".join(f'"{q[:60]}"' for q in missing[:3])))
+        longest = max(len(pm.poem_lines(p)) for p in poems)
+        bad_lines = sorted({n for n in cited_lines(text) if n < 1 or n > longest})
+        if bad_lines:
+            out.append(Failure("cited-lines", f"{label}: cites line {bad_lines[0]}; the poem has {longest} lines"))
+        if not whole:
+            return out
+        shape = critique_shape(text)
+        if shape.suggestions < rules.min_suggestions:
+            out.append(Failure("actionable", f"{label}: no actionable suggestion in {shape.sentences} sentences"))
+        if shape.sentences and shape.praise_share > rules.max_praise_share:
+            out.append(Failure("praise-share", f"{label}: {shape.praise} of {shape.sentences} sentences are praise"))
+        known = {normalise_line(line) for p in poems for line in pm.poem_lines(p)}
+        run, longest_run = [], []
+        for line in text.splitlines():
+            verse_like = 0 < len(line.split()) <= 12 and not line.rstrip().endswith((".", "?", ":")) \
+                and normalise_line(line) not in known
+            run = run + [line] if verse_like else []
+            longest_run = max(longest_run, run, key=len)
+        if len(longest_run) > rules.max_new_verse_lines:
+            out.append(Failure("rewrite", f"{label}: {len(longest_run)} lines of new verse, e.g. "
+                                          f"\"{longest_run[0].strip()[:60]}\"; the Educator never rewrites the poem"))
+        return out
+
+    def revision(self, before: str, critique: str, after: str, label: str) -> list[Failure]:
+        """The revision changes the lines the critique quoted, and not much else."""
+        rules = self.cfg.revision
+        delta = revision_delta(before, critique, after)
+        out = []
+        if delta.flagged_changed is not None and delta.flagged_changed < rules.min_flagged_changed:
+            out.append(Failure("revision-focus", f"{label}: changed {delta.flagged_changed:.0%} of the {delta.flagged} "
+                                                 f"lines the critique quoted; \"{delta.unchanged_flagged[0][:60]}\" "
+                                                 "is untouched"))
+        if delta.unflagged_change is not None and delta.unflagged_change > rules.max_unflagged_change:
+            out.append(Failure("revision-scope", f"{label}: {delta.unflagged_change:.0%} change in the {delta.others} "
+                                                 "lines the critique did not quote; a revision should change what "
+                                                 "was flagged"))
+        return out
+
+    def hygiene(self, text: str, label: str) -> list[Failure]:
+        h = self.cfg.hygiene
+        out = []
+        if not h.min_chars <= len(text) <= h.max_chars:
+            out.append(Failure("length", f"{label}: {len(text)} characters, outside {h.min_chars}-{h.max_chars}"))
+        lowered = text.lower()
+        m = _TEMPLATE.search(text) if any(t in lowered for t in _TEMPLATE_HINTS) else None
+        if m:
+            out.append(Failure("template-tokens", f"{label}: contains {m.group(0).strip()!r}"))
+        return out
+
+    def copying(self, text: str, label: str, source: str | None = None) -> list[Failure]:
+        """Verbatim runs from the person's poems (or the record's own source poem)."""
+        n = self.cfg.hygiene.copy_ngram
+        grams = pm.ngrams(pm.words(text), n)
+        if not grams:
+            return []
+        if source is not None:
+            shared = len(grams & pm.ngrams(pm.words(source), n)) / len(grams)
+            where = "its source poem"
+        else:
+            hits = Counter(self._sources[g] for g in map(" ".join, grams) if g in self._sources)
+            if not hits:
+                return []
+            where, count = hits.most_common(1)[0]
+            shared = count / len(grams)
+        if shared > self.cfg.hygiene.max_copy_share:
+            return [Failure("copying", f"{label}: {shared:.0%} of its {n}-word runs come from {where}")]
+        return []
+
+    # -------------------------------------------------------------------- per task
+
+    def check_poem(self, poem: str, spec: BriefSpec, label: str = "poem") -> list[Failure]:
+        """Every rule a poem answers to on its own (the eval scores poems with it too)."""
+        return (self.hygiene(poem, label) + self.llm_isms(poem, label) + self.poetic_defaults(poem, spec, label)
+                + self.form(poem, spec, label) + self.copying(poem, label))
+
+    def check(self, record: dict) -> list[Failure]:
+        task, inputs, out = record["task"], record.get("inputs") or {}, record["output"]
+        f: list[Failure] = []
+        if task == "critiques":
+            text = out["critique"]
+            f += self.hygiene(text, "critique") + self.llm_isms(quote_free(text), "critique")
+            f += self.critique(text, [inputs["poem"]], "critique")
+        elif task == "briefs":
+            brief = "\n".join(f"{k.capitalize()}: {v}" for k, v in out["brief"].items())
+            f += self.hygiene(brief, "brief") + self.llm_isms(out["request"] + "\n" + brief, "brief")
+            if inputs.get("source_poem"):
+                f += self.copying(brief, "brief", inputs["source_poem"])
+        elif task == "lessons":
+            f += self.hygiene(out["lesson"], "lesson") + self.llm_isms(quote_free(out["lesson"]), "lesson")
+        elif task == "autopsies":
+            text, poem = out["autopsy"], inputs["poem"]
+            f += self.hygiene(text, "autopsy") + self.critique(text, [poem], "autopsy", whole=False)
+            n_lines = len(pm.poem_lines(poem))
+            flat = flatten(poem)
+            for p in out["phrases"]:
+                if not quote_occurs(p["phrase"], flat):
+                    f.append(Failure("grounded-quotes", f'autopsy: "{p["phrase"][:60]}" is not in the poem'))
+                if not 1 <= p["line"] <= n_lines:
+                    f.append(Failure("cited-lines", f"autopsy: line {p['line']} cited; the poem has {n_lines} lines"))
+        elif task == "comparisons":
+            text = out["comparison"]
+            f += self.hygiene(text, "comparison") + self.llm_isms(quote_free(text), "comparison")
+            f += self.critique(text, [inputs["poem_a"], inputs["poem_b"]], "comparison")
+        elif task == "dialogues":
+            f += self._dialogue(inputs, out["turns"])
+        elif task == "poet-pairs":
+            spec = parse_brief(inputs.get("brief", ""))
+            for label in ("poem", "revision"):
+                f += self.check_poem(out[label], spec, label)
+            f += self.hygiene(out["critique"], "critique") + self.critique(out["critique"], [out["poem"]], "critique")
+            f += self.revision(out["poem"], out["critique"], out["revision"], "revision")
+        return f
+
+    def _dialogue(self, inputs: dict, turns: list[dict]) -> list[Failure]:
+        original = inputs["poem"]
+        # The poem's own habits are not held against its revisions: a rhymed poem stays rhymed.
+        spec = BriefSpec(rhyme=True if pm.end_rhyme_share(original)[0] > self.cfg.poetic_defaults.max_end_rhyme_share else None,
+                         quatrains_ok=pm.default_quatrains(original),
+                         we_ok=pm.plural_voice_share(original)[1] >= self.cfg.poetic_defaults.min_we_count)
+        f: list[Failure] = []
+        before, direction = original, inputs["critique"]
+        for k, turn in enumerate(turns, start=1):
+            poem, response = turn["revision"], turn["response"]
+            f += self.hygiene(poem, f"revision {k}") + self.llm_isms(poem, f"revision {k}")
+            f += self.poetic_defaults(poem, spec, f"revision {k}")
+            f += self.revision(before, direction, poem, f"revision {k}")
+            f += self.hygiene(response, f"response {k}") + self.llm_isms(quote_free(response), f"response {k}")
+            f += self.critique(response, [poem, before], f"response {k}", whole=False)
+            before, direction = poem, response
+        return f

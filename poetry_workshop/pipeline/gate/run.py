@@ -1,0 +1,214 @@
+"""The gate over a records file: read and validate the records, check them (in worker processes
+when there are many), drop near-duplicates, write the kept records and every rejection, and
+the table by rule and task that shows what each rule costs."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from poetry_workshop import locations
+from poetry_workshop.errors import ConfigError
+from poetry_workshop.pipeline.gate.near_duplicates import main_text
+from poetry_workshop.pipeline.gate.rules import SLOP, Failure, QualityGate
+from poetry_workshop.verse import poem_metrics as pm
+
+@dataclass
+class GateReport:
+    seen: int = 0
+    kept: int = 0
+    rejected: int = 0
+    # (rule, task) -> [seen, kept, rejected]
+    table: dict[tuple[str, str], list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0]))
+
+
+RULES = ("llm-isms", "cliches", "end-rhyme", "quatrains", "we-voice", "form", "grounded-quotes", "cited-lines",
+         "actionable", "praise-share", "rewrite", "revision-focus", "revision-scope", "length", "template-tokens",
+         "copying", "near-duplicate")
+# Which rules look at which task's records (for the "seen" column).
+APPLIES = {
+    "critiques": {"llm-isms", "grounded-quotes", "cited-lines", "actionable", "praise-share", "rewrite", "length",
+                  "template-tokens"},
+    "briefs": {"llm-isms", "length", "template-tokens", "copying"},
+    "lessons": {"llm-isms", "length", "template-tokens"},
+    "autopsies": {"grounded-quotes", "cited-lines", "length", "template-tokens"},
+    "comparisons": {"llm-isms", "grounded-quotes", "cited-lines", "actionable", "praise-share", "rewrite", "length",
+                    "template-tokens"},
+    "dialogues": {"llm-isms", "cliches", "end-rhyme", "quatrains", "we-voice", "grounded-quotes", "cited-lines",
+                  "revision-focus", "revision-scope", "length", "template-tokens"},
+    "poet-pairs": {"llm-isms", "cliches", "end-rhyme", "quatrains", "we-voice", "form", "grounded-quotes",
+                   "cited-lines", "actionable", "praise-share", "rewrite", "revision-focus", "revision-scope",
+                   "length", "template-tokens", "copying"},
+}
+
+
+PARALLEL_FROM = 2000  # records; below this, starting worker processes costs more than it saves
+
+_worker_gate: QualityGate | None = None
+_worker_records: list[dict] = []
+
+
+def _start_worker(gate: QualityGate | None, records: list[dict] | None) -> None:
+    global _worker_gate, _worker_records
+    if gate is not None:  # spawned workers get them pickled; forked ones already have them
+        _worker_gate, _worker_records = gate, records
+
+
+def _check_in_worker(index: int) -> list[Failure]:
+    return _worker_gate.check(_worker_records[index])
+
+
+def _checked(gate: QualityGate, records: list[dict], workers: int):
+    """(record, failures) in input order; the checks run in `workers` processes when many.
+    Workers are sent indexes, not records: a forked worker already holds the list."""
+    global _worker_gate, _worker_records
+    if workers <= 1 or len(records) < PARALLEL_FROM:
+        for record in records:
+            yield record, gate.check(record)
+        return
+    import multiprocessing
+
+    forked = multiprocessing.get_start_method() == "fork"
+    _worker_gate, _worker_records = gate, records
+    try:
+        initargs = (None, None) if forked else (gate, records)
+        with multiprocessing.Pool(workers, initializer=_start_worker, initargs=initargs) as pool:
+            yield from zip(records, pool.imap(_check_in_worker, range(len(records)), chunksize=256))
+    finally:
+        _worker_gate, _worker_records = None, []
+
+
+def default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def run_gate(gate: QualityGate, records: Iterable[dict], keep, reject, workers: int = 1) -> GateReport:
+    """Check every record; `keep(record)` and `reject(entry)` receive the results in order.
+    Near-duplicates are decided here, in order, so the first of a set is the one kept."""
+    report = GateReport()
+    for record, failures in _checked(gate, list(records), workers):
+        task = record["task"]
+        report.seen += 1
+        if not failures:
+            twin = gate.dedupe.add(record["id"], main_text(record))
+            if twin is not None:
+                failures = [Failure("near-duplicate", f"nearly the same text as {twin}, which is kept")]
+        failed_rules = {f.rule for f in failures}
+        for rule in APPLIES.get(task, set()) | {"near-duplicate"} | failed_rules:
+            row = report.table[(rule, task)]
+            row[0] += 1
+            row[1 if rule not in failed_rules else 2] += 1
+        if failures:
+            report.rejected += 1
+            for f in failures:
+                reject({"id": record["id"], "task": task, "rule": f.rule, "evidence": f.evidence})
+        else:
+            report.kept += 1
+            keep(record)
+    return report
+
+
+# ---------------------------------------------------------------------- the command
+
+
+@dataclass
+class GateRun:
+    output: Path
+    reject_log: Path
+    report: GateReport
+    baseline: float
+    baseline_source: str
+
+
+def read_records(path: Path) -> tuple[list[dict], list[str]]:
+    """Generated records with the fields the gate needs; each bad line named with its number."""
+    from poetry_workshop.pipeline.data.tasks import TASKS
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file; give a records file such as data/annotated/critiques.jsonl")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 (byte {exc.start}); give a JSONL file of generated records")
+    records, warnings, seen = [], [], set()
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            warnings.append(f"{where}: not valid JSON ({exc.msg}); line skipped")
+            continue
+        if not isinstance(record, dict) or not isinstance(record.get("id"), str) or record.get("task") not in TASKS:
+            warnings.append(f"{where}: not a generated record (needs 'id' and a 'task' of {', '.join(TASKS)}); skipped")
+            continue
+        try:
+            record["output"] = TASKS[record["task"]].schema.model_validate(record.get("output")).model_dump(by_alias=True)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            warnings.append(f"{where}: output does not fit the {record['task']} schema "
+                            f"({'.'.join(map(str, first['loc']))}: {first['msg']}); skipped")
+            continue
+        if record["id"] in seen:
+            warnings.append(f"{where}: id {record['id']} appears again; the first is kept")
+            continue
+        seen.add(record["id"])
+        records.append(record)
+    return records, warnings
+
+
+def human_rate(settings, matcher: pm.LlmIsmMatcher, good_poems: list[str]) -> tuple[float, str]:
+    """The LLM-ism rate of the person's own good poems (the bar machine text is held to),
+    or the configured default when there are none; with a phrase saying which."""
+    measured = pm.human_baseline(matcher, good_poems, SLOP)
+    if measured is None:
+        baseline = settings.gate.llm_isms.default_baseline_per_1k
+        return baseline, f"default {baseline:g} per 1,000 words (no poems in data/raw/good/)"
+    return measured, f"{len(good_poems)} poems in data/raw/good/"
+
+
+def gate_file(settings, input_path: Path, output: Path | None = None, reject_log: Path | None = None,
+              warn: Callable[[str], None] = lambda line: None) -> GateRun:
+    """Gate one records file; bad lines go to `warn` before anything else happens."""
+    from poetry_workshop.workshop.persona import load_llm_isms
+    from poetry_workshop.files import write_jsonl_atomic
+    from poetry_workshop.pipeline.data.raw_poems import RawPoemReader
+
+    records, warnings = read_records(input_path)
+    for line in warnings:
+        warn(line)
+    if not records:
+        raise ConfigError(f"{input_path}: no usable records in it (see the warnings); nothing was written")
+    output = output or locations.data_dir() / "gated" / f"{input_path.stem}.jsonl"
+    reject_log = reject_log or output.with_name(f"{output.stem}.rejects.jsonl")
+    if output.resolve() == input_path.resolve():
+        raise ConfigError(f"--output {output} is the input file; choose another path")
+
+    matcher = pm.LlmIsmMatcher(load_llm_isms())
+    raw = RawPoemReader(settings.generation.raw).read_raw(locations.data_dir() / "raw")
+    baseline, source = human_rate(settings, matcher, [p.text for p in raw["good"]])
+    training = [(p.source, p.text) for quality in ("good", "bad") for p in raw[quality]]
+    gate = QualityGate(settings.gate, matcher, baseline, training)
+
+    kept: list[dict] = []
+    rejects: list[dict] = []
+    report = run_gate(gate, records, kept.append, rejects.append, workers=default_workers())
+    write_jsonl_atomic(output, kept)
+    write_jsonl_atomic(reject_log, rejects)
+    return GateRun(output, reject_log, report, baseline, source)
+
+
+def format_table(report: GateReport) -> str:
+    rows = [f"{'rule':<16} {'task':<12} {'seen':>6} {'kept':>6} {'rejected':>9}"]
+    order = {rule: i for i, rule in enumerate(RULES)}
+    for (rule, task), (seen, kept, rejected) in sorted(report.table.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1])):
+        rows.append(f"{rule:<16} {task:<12} {seen:>6} {kept:>6} {rejected:>9}")
+    rows.append(f"{'all rules':<16} {'':<12} {report.seen:>6} {report.kept:>6} {report.rejected:>9}")
+    return "\n".join(rows)

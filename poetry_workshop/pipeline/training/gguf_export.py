@@ -1,0 +1,279 @@
+"""From a trained adapter to the GGUF the app runs: merge, convert, quantize, validate, publish.
+
+1. Merge the adapter into the base in full precision (never into a 4-bit base), make the
+   template's end-of-turn token the EOS, and save the tokenizer and chat template with it.
+2. Convert with llama.cpp's `convert_hf_to_gguf.py` at a pinned version: it ships in the
+   source distribution of the pinned llama-cpp-python release, with its `conversion/`
+   package and `gguf-py/`. It is fetched once from PyPI, checked by sha256, and only those
+   files are unpacked.
+3. Quantize with `llama_cpp.llama_model_quantize` (no separate binary).
+4. Validate before publishing: the GGUF loads; its EOS is the end-of-turn token; its chat
+   template renders a fixed conversation to the same ids as the training template; golden
+   prompts end with `stop` before `max_tokens` and leak no special token. A failure
+   publishes nothing.
+5. Publish the GGUF and a manifest (base, data hash, config, converter, quant, sha256) by
+   rename, so `models/` never holds half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from poetry_workshop import locations
+from poetry_workshop.errors import ConfigError, WorkshopError
+from poetry_workshop.pipeline.training.base_model import quiet_transformers, resolve_base
+from poetry_workshop.files import sha256_of
+
+CONVERTER_MEMBERS = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/")
+GOLDEN = ["Workshop this draft. Its lines are numbered for reference:\n\n 1  the kettle clicks off\n 2  and the house goes on\n\nWrite your critique.",
+          "Brief:\nForm: free verse\nLength: 6-8 lines\nSpeaker: a night-shift baker, first person\nAnchor: the first tray "
+          "at 4 a.m.\nRegister: plain\nConstraint: no rhyme\nAvoid: we/us/our\n\nWrite the poem. Output only the poem."]
+
+
+class ExportError(WorkshopError):
+    """The chain failed; nothing was published."""
+
+
+@dataclass
+class ExportResult:
+    gguf: Path
+    manifest: Path
+    validation: dict
+
+
+# ------------------------------------------------------------------------ converter
+
+
+def converter_dir(version: str) -> Path:
+    """Beside the models, like the starter model: set-up places it, export finds it."""
+    return locations.models_dir() / ".converter" / f"llama-cpp-python-{version}"
+
+
+def fetch_converter(version: str, sha256: str, log=lambda message: None) -> Path:
+    """The pinned converter, unpacked once into the user folder; returns its folder."""
+    target = converter_dir(version)
+    if (target / "convert_hf_to_gguf.py").is_file():
+        return target
+    log(f"fetching llama.cpp's converter from the llama-cpp-python {version} source distribution")
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+               f"llama-cpp-python=={version}", "-d", tmp, "--quiet", "--disable-pip-version-check"]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        archives = list(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
+        if done.returncode != 0 or not archives:
+            raise ExportError(f"could not download llama-cpp-python {version} for its converter "
+                              f"({(done.stderr or '').strip().splitlines()[-1:] or 'no archive'}); check the network")
+        archive = archives[0]
+        got = sha256_of(archive)
+        if sha256 and got != sha256:
+            raise ExportError(f"{archive.name}: sha256 {got} is not the pinned {sha256} "
+                              "(export.converter_sha256); refusing to run it")
+        prefix = f"llama_cpp_python-{version}/vendor/llama.cpp/"
+        work = Path(tempfile.mkdtemp(prefix=".converter.", dir=_mkdir(target.parent)))
+        with tarfile.open(archive) as tar:
+            for member in tar.getmembers():
+                name = member.name[len(prefix):] if member.name.startswith(prefix) else None
+                if name and any(name == m or name.startswith(m) for m in CONVERTER_MEMBERS) and member.isfile():
+                    member.name = name
+                    tar.extract(member, work, filter="data")
+        if not (work / "convert_hf_to_gguf.py").is_file():
+            shutil.rmtree(work, ignore_errors=True)
+            raise ExportError(f"{archive.name} holds no convert_hf_to_gguf.py under {prefix}")
+        os.replace(work, target)
+    return target
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# ------------------------------------------------------------------------ the steps
+
+
+def merge(base_name: str, adapter: Path, out: Path, log=lambda message: None) -> dict:
+    """The merged model in full precision, EOS set to the end-of-turn token."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from poetry_workshop.pipeline.training.chat_examples import end_of_turn_id
+
+    if not (adapter / "adapter_config.json").is_file():
+        raise ConfigError(f"{adapter}: no trained adapter here; run `workshop train` first")
+    quiet_transformers()
+    base = resolve_base(base_name, log)
+    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    tokenizer = AutoTokenizer.from_pretrained(str(adapter))  # carries the pad token training chose
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+    if len(tokenizer) != model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer))
+    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    eot = end_of_turn_id(tokenizer)
+    eot_text = tokenizer.convert_ids_to_tokens(eot)
+    tokenizer.eos_token = eot_text
+    merged.config.eos_token_id = eot
+    if merged.generation_config is not None:
+        merged.generation_config.eos_token_id = eot
+        merged.generation_config.pad_token_id = tokenizer.pad_token_id
+    merged.save_pretrained(str(out), safe_serialization=True)
+    tokenizer.save_pretrained(str(out))
+    return {"end_of_turn_id": eot, "end_of_turn": eot_text}
+
+
+def convert(converter: Path, merged: Path, out: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(converter / "gguf-py"), str(converter)]))
+    done = subprocess.run([sys.executable, str(converter / "convert_hf_to_gguf.py"), str(merged),
+                           "--outfile", str(out), "--outtype", "f16"], capture_output=True, text=True, env=env)
+    if done.returncode != 0 or not out.is_file():
+        tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+        raise ExportError(f"llama.cpp's converter failed on {merged}: {tail}; nothing was published")
+
+
+def quantize(source: Path, out: Path, kind: str) -> None:
+    import llama_cpp
+
+    ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{kind.upper()}", None)
+    if ftype is None:
+        raise ConfigError(f"export.quantization '{kind}' is not a llama.cpp type (e.g. Q4_K_M, Q5_K_M, Q8_0)")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    from llama_cpp._utils import suppress_stdout_stderr
+
+    with suppress_stdout_stderr(disable=False):  # a line per tensor on stdout otherwise
+        status = llama_cpp.llama_model_quantize(str(source).encode(), str(out).encode(), params)
+    if status != 0 or not out.is_file():
+        raise ExportError(f"quantizing {source.name} to {kind} failed")
+
+
+def validate(gguf: Path, merged: Path, eot_id: int, system: str, sampling, max_tokens: int = 450) -> dict:
+    """The checks a GGUF must pass before the app may use it; `system` and `sampling` are
+    the role's own, as the app would run it."""
+    import llama_cpp
+    from llama_cpp._utils import suppress_stdout_stderr
+    from transformers import AutoTokenizer
+
+    from poetry_workshop.inference.gguf_file import read_gguf, require_chat_template
+
+    info = read_gguf(gguf)
+    require_chat_template(info)
+    problems = []
+    eos = info.metadata.get("tokenizer.ggml.eos_token_id")
+    if eos != eot_id:
+        problems.append(f"EOS is token {eos}, not the end-of-turn token {eot_id}")
+    tokenizer = AutoTokenizer.from_pretrained(str(merged))
+    with suppress_stdout_stderr(disable=False):
+        llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=1024, verbose=False, seed=7)
+    # What the app sends: a conversation ending in the generation prompt. llama.cpp's Jinja
+    # formatter always adds that prompt, so the training side renders it too.
+    conversation = [{"role": "system", "content": "You are the Educator."},
+                    {"role": "user", "content": "What is a volta?"},
+                    {"role": "assistant", "content": "The turn in a sonnet."},
+                    {"role": "user", "content": "And in free verse?"}]
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    formatter = Jinja2ChatFormatter(template=info.chat_template, eos_token=llm._model.token_get_text(eos),
+                                    bos_token=llm._model.token_get_text(llm.token_bos()) if llm.token_bos() >= 0 else "")
+    gguf_ids = llm.tokenize(formatter(messages=conversation).prompt.encode(), add_bos=False, special=True)
+    rendered = tokenizer.apply_chat_template(conversation, tokenize=True, add_generation_prompt=True)
+    train_ids = list(rendered["input_ids"] if hasattr(rendered, "keys") else rendered)
+    if gguf_ids != train_ids:
+        problems.append("its chat template renders a fixed conversation to different tokens than training did")
+    specials = [t for t in tokenizer.all_special_tokens if t]
+    golden = []
+    for prompt in GOLDEN:
+        # A broken EOS never stops; a small model sometimes rambles past the limit. So each
+        # golden prompt gets up to three seeded samples with the app's own sampling and
+        # passes when one ends with `stop`; any leaked special token fails at once.
+        runs = []
+        for seed in (7, 8, 9):
+            reply = llm.create_chat_completion(
+                messages=[{"role": "system", "content": system}, {"role": "user", "content": prompt}],
+                max_tokens=max_tokens, temperature=sampling.temperature, top_p=sampling.top_p,
+                top_k=sampling.top_k, min_p=sampling.min_p, repeat_penalty=sampling.repeat_penalty, seed=seed)
+            choice = reply["choices"][0]
+            text = choice["message"]["content"] or ""
+            leaked = [t for t in specials if t in text]
+            runs.append({"seed": seed, "finish_reason": choice["finish_reason"],
+                         "tokens": reply["usage"]["completion_tokens"], "leaked": leaked})
+            if leaked:
+                problems.append(f"a golden prompt leaked special tokens {leaked}")
+            if choice["finish_reason"] == "stop":
+                break
+        golden.append(runs)
+        if all(r["finish_reason"] != "stop" for r in runs):
+            problems.append(f"a golden prompt ran to max_tokens ({max_tokens}) in {len(runs)} samples without stopping")
+    result = {"eos_token_id": eos, "end_of_turn_id": eot_id, "template_matches": gguf_ids == train_ids,
+              "golden": golden, "problems": problems}
+    if problems:
+        raise ExportError(f"{gguf.name} failed validation, nothing published: " + "; ".join(problems))
+    return result
+
+
+def published_is_current(role: str, settings) -> Path | None:
+    """The published GGUF when it was exported from the adapter there now, else None."""
+    from poetry_workshop.pipeline.training.trainer import checkpoints_dir
+
+    ex = settings.export.export
+    gguf = locations.resolve_project_path(ex.output_dir) / f"{role}.{ex.quantization}.gguf"
+    try:
+        manifest = json.loads(gguf.with_name(gguf.name + ".json").read_text(encoding="utf-8"))
+        trained = json.loads((checkpoints_dir(role) / "adapter" / "workshop_training.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    same = (manifest.get("data_hash") == trained.get("data_hash") and manifest.get("base_model") == trained.get("base_model")
+            and (manifest.get("training") or {}).get("steps") == trained.get("steps"))
+    return gguf if same and gguf.is_file() else None
+
+
+def export(role: str, settings, log=lambda message: None) -> ExportResult:
+    """The whole chain for one role; publishes into export.output_dir only if it validates."""
+    from poetry_workshop.pipeline.training.trainer import checkpoints_dir, data_hash
+
+    config = settings.educator_training if role == "educator" else settings.poet_training
+    ex = settings.export.export
+    adapter = checkpoints_dir(role) / "adapter"
+    trained = json.loads((adapter / "workshop_training.json").read_text(encoding="utf-8")) \
+        if (adapter / "workshop_training.json").is_file() else {}
+    out_dir = _mkdir(locations.resolve_project_path(ex.output_dir))
+    name = f"{role}.{ex.quantization}.gguf"
+    with tempfile.TemporaryDirectory(prefix=f".export-{role}.", dir=out_dir) as tmp:
+        work = Path(tmp)
+        log("merging the adapter into the base")
+        merged_info = merge(trained.get("base_model", config.training.base_model), adapter, work / "merged", log)
+        converter = fetch_converter(ex.converter_version, ex.converter_sha256, log)
+        log("converting to GGUF (f16)")
+        convert(converter, work / "merged", work / "model.f16.gguf")
+        log(f"quantizing to {ex.quantization}")
+        quantize(work / "model.f16.gguf", work / name, ex.quantization)
+        log("validating")
+        from poetry_workshop.workshop.persona import load_persona
+
+        persona = load_persona()
+        system = persona.educator_system if role == "educator" else persona.poet_system
+        sampling = getattr(settings.inference.sampling, role)
+        report = validate(work / name, work / "merged", merged_info["end_of_turn_id"], system, sampling,
+                          max_tokens=getattr(settings.inference.max_tokens, "critique" if role == "educator" else "draft"))
+        manifest = {
+            "role": role, "file": name, "sha256": sha256_of(work / name),
+            "base_model": trained.get("base_model", config.training.base_model),
+            "data_hash": trained.get("data_hash") or data_hash(locations.resolve_data_path(config.data.train),
+                                                               locations.resolve_data_path(config.data.valid)),
+            "training": {"run": asdict(config.training), "lora": asdict(config.lora), "steps": trained.get("steps")},
+            "converter": f"llama-cpp-python {ex.converter_version} convert_hf_to_gguf.py",
+            "quantization": ex.quantization, "validation": report,
+            "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        (work / f"{name}.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        os.replace(work / name, out_dir / name)  # the model first: a manifest never names a missing file
+        os.replace(work / f"{name}.json", out_dir / f"{name}.json")
+    return ExportResult(out_dir / name, out_dir / f"{name}.json", report)

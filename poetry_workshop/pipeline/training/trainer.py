@@ -1,0 +1,297 @@
+"""Training one role's adapter with trl's SFTTrainer and peft: QLoRA on CUDA, LoRA elsewhere.
+
+The run reads `data/<role>_training/{train,valid}.jsonl`, checks every line, tokenizes each
+conversation with the base model's own chat template (loss on assistant turns only, see
+chat_examples.py), and trains a LoRA adapter with the hyper-parameters of its training
+config. Checkpoints land in `checkpoints/<role>/` every `checkpoint_steps`; a run started
+again resumes from the newest complete one. Validation loss is computed each epoch;
+progress goes to a callback as `TrainingProgress`.
+
+trl's SFTConfig defaults to bf16 and gradient checkpointing. On a CPU without bf16 units
+both cost far more than they save (bf16 matmuls are emulated; checkpointing runs every
+forward twice), which is why a stock SFTTrainer ran many times slower than a plain peft
+loop here. They are turned on only on CUDA.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from poetry_workshop.names import ROLES
+from poetry_workshop import locations
+from poetry_workshop.errors import ConfigError
+from poetry_workshop.pipeline.training.base_model import quiet_transformers, resolve_base
+from poetry_workshop.pipeline.training.results import TrainingCancelled, TrainingProgress, TrainResult
+from poetry_workshop.pipeline.training.training_sets import check_conversation
+
+
+def checkpoints_dir(role: str) -> Path:
+    """Checkpoints and the final adapter of one role."""
+    return locations.checkpoints_dir() / role
+
+
+def read_conversations(path: Path) -> list[list[dict]]:
+    """Every line a valid conversation, or a ConfigError naming the first bad one."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: training file not found; run `workshop data prepare` first")
+    out = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 (byte {exc.start}); regenerate it with `workshop data prepare`")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            messages = json.loads(line)["messages"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise ConfigError(f"{path}:{number}: not a {{\"messages\": [...]}} line; fix it or run `workshop data prepare`")
+        roles = {m.get("role") for m in messages if isinstance(m, dict)}
+        unknown = roles - {"system", "user", "assistant"}
+        if unknown or not all(isinstance(m, dict) for m in messages):
+            raise ConfigError(f"{path}:{number}: unknown role {sorted(map(str, unknown))}; roles are system, user, assistant")
+        problem = check_conversation(messages)
+        if problem:
+            raise ConfigError(f"{path}:{number}: {problem}")
+        out.append(messages)
+    if not out:
+        raise ConfigError(f"{path}: no training examples in it")
+    return out
+
+
+def data_hash(*paths: Path) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.read_bytes() if path.is_file() else b"")
+    return digest.hexdigest()
+
+
+def newest_checkpoint(folder: Path) -> Path | None:
+    """The newest checkpoint that finished saving (trainer_state.json is written last)."""
+    found = []
+    for child in folder.glob("checkpoint-*") if folder.is_dir() else []:
+        try:
+            step = int(child.name.split("-", 1)[1])
+        except ValueError:
+            continue
+        if (child / "trainer_state.json").is_file():
+            try:
+                json.loads((child / "trainer_state.json").read_text(encoding="utf-8"))
+            except ValueError:
+                continue  # cut off mid-write: not a checkpoint to resume from
+            found.append((step, child))
+    return max(found)[1] if found else None
+
+
+def run_key(config, data: str) -> dict:
+    """What makes checkpoints resumable by a later run: the same data, base and adapter shape."""
+    return {"data_hash": data, "base_model": config.training.base_model, "max_seq": config.training.max_seq,
+            "lora_r": config.lora.r, "lora_alpha": config.lora.alpha, "target_modules": list(config.lora.target_modules)}
+
+
+def set_aside_other_runs(out_dir: Path, key: dict, log: Callable[[str], None]) -> None:
+    """Checkpoints of another run (other data or settings) must not be resumed into this one:
+    they are moved aside, not deleted, and the run starts fresh."""
+    marker = out_dir / "run.json"
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        try:
+            before = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            before = None
+        if before != key:
+            aside = out_dir.with_name(f"{out_dir.name}.before-{time.strftime('%Y%m%d-%H%M%S')}")
+            out_dir.rename(aside)
+            log(f"checkpoints from a run with other data or settings moved to {aside}; starting from the base")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(key, indent=2), encoding="utf-8")
+
+
+def adapter_is_current(role: str, settings, epochs: int | None = None) -> bool:
+    """A finished adapter trained on exactly the current training set with these settings."""
+    config = settings.educator_training if role == "educator" else settings.poet_training
+    meta = checkpoints_dir(role) / "adapter" / "workshop_training.json"
+    try:
+        trained = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    train_path = locations.resolve_data_path(config.data.train)
+    if not train_path.is_file():
+        return False
+    current = data_hash(train_path, locations.resolve_data_path(config.data.valid))
+    wanted_epochs = epochs if epochs is not None else config.training.num_epochs
+    return (trained.get("data_hash") == current and trained.get("base_model") == config.training.base_model
+            and trained.get("epochs") == wanted_epochs and trained.get("complete", True))
+
+
+def cpu_friendly(cuda: bool) -> dict:
+    """SFTConfig settings that differ between CUDA and the CPU (see the module docstring)."""
+    return {"bf16": cuda, "gradient_checkpointing": cuda}
+
+
+def choose_pad_token(tokenizer, model, end_of_turn: int) -> None:
+    """A pad token that is neither EOS nor the end-of-turn token, so padding can never be
+    mistaken for (or mask) the token that teaches the model to stop."""
+    taken = {end_of_turn, tokenizer.eos_token_id}
+    if tokenizer.pad_token_id is not None and tokenizer.pad_token_id not in taken:
+        return
+    if tokenizer.unk_token_id is not None and tokenizer.unk_token_id not in taken:
+        tokenizer.pad_token = tokenizer.unk_token
+    else:
+        tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
+        model.resize_token_embeddings(len(tokenizer))
+    model.config.pad_token_id = tokenizer.pad_token_id
+
+
+def load_base(config, cuda: bool, log: Callable[[str], None]):
+    """The base's tokenizer and model (4-bit on CUDA when configured), its end-of-turn token,
+    and a pad token that is neither that nor EOS."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from poetry_workshop.pipeline.training.chat_examples import end_of_turn_id
+
+    quiet_transformers()
+    base = resolve_base(config.training.base_model, log)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base)
+        model_kwargs: dict = {"dtype": torch.bfloat16 if cuda else torch.float32}
+        if cuda and config.quantization.load_in_4bit:
+            from transformers import BitsAndBytesConfig
+
+            model_kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type=config.quantization.quant_type,
+                bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_use_double_quant=True)
+        model = AutoModelForCausalLM.from_pretrained(base, **model_kwargs)
+    except OSError as exc:
+        raise ConfigError(f"base model '{config.training.base_model}' could not be loaded "
+                          f"({str(exc).splitlines()[0]}); check the name on the Hugging Face hub and HF_TOKEN for "
+                          "gated models, or use a local GGUF")
+    end_of_turn = end_of_turn_id(tokenizer)
+    choose_pad_token(tokenizer, model, end_of_turn)
+    return tokenizer, model, end_of_turn
+
+
+def encode(tokenizer, conversations: list[list[dict]], max_seq: int) -> tuple[list[dict], int]:
+    """Token ids and assistant masks per conversation; the ones longer than max_seq are
+    dropped and counted."""
+    from poetry_workshop.pipeline.training.chat_examples import tokenize_conversation
+
+    rows, dropped = [], 0
+    for messages in conversations:
+        example = tokenize_conversation(tokenizer, messages)
+        if len(example.input_ids) > max_seq:
+            dropped += 1
+            continue
+        rows.append({"input_ids": example.input_ids, "assistant_masks": example.assistant_masks})
+    return rows, dropped
+
+
+def training_arguments(run, out_dir: Path, num_epochs: int, max_steps: int | None, cuda: bool, evaluate: bool):
+    """trl's SFTConfig for one run: checkpoints every `checkpoint_steps`, loss on the
+    assistant turns only (the masks), CPU-friendly settings off CUDA."""
+    from trl import SFTConfig
+
+    return SFTConfig(
+        output_dir=str(out_dir),
+        num_train_epochs=num_epochs,
+        max_steps=max_steps if max_steps is not None else -1,
+        per_device_train_batch_size=run.batch_size,
+        per_device_eval_batch_size=run.batch_size,
+        gradient_accumulation_steps=run.gradient_accumulation,
+        learning_rate=run.learning_rate,
+        warmup_steps=run.warmup_ratio,  # a float below 1 is a share of the steps (transformers 5)
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=run.checkpoint_steps,
+        save_total_limit=3,
+        eval_strategy="epoch" if evaluate else "no",
+        max_length=run.max_seq,
+        seed=run.seed,
+        report_to=[],
+        use_cpu=not cuda,
+        **cpu_friendly(cuda),
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+
+
+def train(role: str, settings, *, epochs: int | None = None, max_steps: int | None = None,
+          on_progress: Callable[[TrainingProgress], None] | None = None,
+          log: Callable[[str], None] = lambda message: None,
+          on_checkpoint: Callable[[Path], None] = lambda folder: None,
+          cancel: threading.Event | None = None) -> TrainResult:
+    """Train `role`'s adapter. `on_checkpoint` runs after each checkpoint and after the final
+    adapter is saved (the Modal backend commits its volume there, so a retry resumes).
+    `cancel`, once set, ends the run after the current optimiser step with a checkpoint, and
+    raises TrainingCancelled instead of saving an adapter that did not finish."""
+    if role not in ROLES:
+        raise ConfigError(f"unknown role '{role}'; train educator or poet")
+    import datasets
+    import torch
+    from datasets import Dataset
+
+    datasets.disable_progress_bars()
+    from peft import LoraConfig
+    from transformers.trainer_callback import PrinterCallback
+    from trl import SFTTrainer
+
+    from poetry_workshop.pipeline.training.callbacks import WorkshopCallback
+
+    config = settings.educator_training if role == "educator" else settings.poet_training
+    run = config.training
+    train_path = locations.resolve_data_path(config.data.train)
+    valid_path = locations.resolve_data_path(config.data.valid)
+    train_conversations = read_conversations(train_path)
+    valid_conversations = read_conversations(valid_path) if valid_path.is_file() and valid_path.stat().st_size else []
+
+    cuda = torch.cuda.is_available()
+    tokenizer, model, end_of_turn = load_base(config, cuda, log)
+    train_rows, dropped = encode(tokenizer, train_conversations, run.max_seq)
+    valid_rows, _ = encode(tokenizer, valid_conversations, run.max_seq)
+    if not train_rows:
+        raise ConfigError(f"{train_path}: every example is longer than max_seq {run.max_seq}")
+
+    out_dir = checkpoints_dir(role)
+    set_aside_other_runs(out_dir, run_key(config, data_hash(train_path, valid_path)), log)
+    resume = newest_checkpoint(out_dir)
+    if resume is None and any(out_dir.glob("checkpoint-*")):
+        log(f"no complete checkpoint in {out_dir} (the newest was cut off); starting from the base")
+
+    num_epochs = epochs if epochs is not None else run.num_epochs
+    args = training_arguments(run, out_dir, num_epochs, max_steps, cuda, evaluate=bool(valid_rows))
+    lora = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
+                      target_modules=list(config.lora.target_modules), task_type="CAUSAL_LM")
+    callback = WorkshopCallback(role, out_dir, on_progress=on_progress, on_checkpoint=on_checkpoint, cancel=cancel)
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=Dataset.from_list(train_rows),
+        eval_dataset=Dataset.from_list(valid_rows) if valid_rows else None,
+        processing_class=tokenizer, peft_config=lora, callbacks=[callback],
+    )
+    trainer.remove_callback(PrinterCallback)  # progress goes through on_progress instead
+    try:
+        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    except (ValueError, RuntimeError, OSError) as exc:
+        if resume is not None and "checkpoint" in str(exc).lower():
+            raise ConfigError(f"{resume}: this checkpoint cannot be resumed ({exc}); move it away to start over")
+        raise
+    if cancel is not None and cancel.is_set() and trainer.state.global_step < trainer.state.max_steps:
+        raise TrainingCancelled(f"{role}: stopped at step {trainer.state.global_step} of {trainer.state.max_steps}; "
+                                f"a checkpoint is in {out_dir}, and training again resumes from it")
+    adapter = out_dir / "adapter"
+    trainer.model.save_pretrained(str(adapter))
+    tokenizer.save_pretrained(str(adapter))
+    (adapter / "workshop_training.json").write_text(json.dumps({
+        "role": role, "base_model": run.base_model, "data_hash": data_hash(train_path, valid_path),
+        "epochs": num_epochs, "steps": trainer.state.global_step, "end_of_turn_id": end_of_turn,
+        "pad_token_id": tokenizer.pad_token_id, "max_seq": run.max_seq,
+        "complete": max_steps is None,  # a --max-steps run is a check, not the configured training
+    }, indent=2), encoding="utf-8")
+    on_checkpoint(adapter)
+    eval_losses = callback.eval_losses
+    return TrainResult(role, adapter, trainer.state.global_step, getattr(output, "training_loss", None),
+                       eval_losses, str(resume) if resume else None, len(train_rows), dropped)
