@@ -8,7 +8,7 @@
 2. A 3-round write session: the share of prompt tokens evaluated (not taken from the KV
    cache) in rounds 2 and 3.
 
-Usage: .venv/bin/python bench/engine.py [--runs N] [--tokens N]
+Usage: .venv/bin/python -m bench.engine [--runs N] [--tokens N]
 Ends with one `goal <name>: <measured> (target <target>) met|missed` line per goal.
 """
 
@@ -16,22 +16,20 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from poetry_workshop.config.loader import load_settings
+from poetry_workshop.config.schema import Sampling
+from poetry_workshop.inference.engine import Engine, RoleChat
+from poetry_workshop.inference.llama_backend import auto_threads
+from poetry_workshop.inference.model_choice import choose_models
+from poetry_workshop.workshop.persona import load_persona
+from poetry_workshop.workshop.session import WorkshopSession
+from poetry_workshop.workshop.store import SessionStore
 
-from poetry_workshop.config.loader import load_settings  # noqa: E402
-from poetry_workshop.config.schema import Sampling  # noqa: E402
-from poetry_workshop.inference.engine import Engine, RoleChat  # noqa: E402
-from poetry_workshop.inference.llama_backend import auto_threads  # noqa: E402
-from poetry_workshop.inference.model_choice import choose_models  # noqa: E402
-from poetry_workshop.workshop.persona import load_persona  # noqa: E402
-from poetry_workshop.workshop.session import WorkshopSession  # noqa: E402
-from poetry_workshop.workshop.store import SessionStore  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 BRIEF = (
     "Brief:\nForm: free verse. Length: 12 lines. Speaker: a night-shift baker. Anchor: the first "

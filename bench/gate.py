@@ -5,7 +5,7 @@ and machine-sounding lines, with critiques that quote them, then times the gate 
 them in this process and reports records per second and peak memory. The gate must not be
 the slow stage of the pipeline: the goal is >= 2,000 records/s on this machine.
 
-Usage: .venv/bin/python bench/gate.py [--records N] [--seed N]
+Usage: .venv/bin/python -m bench.gate [--records N] [--seed N]
 Ends with one `goal <name>: <measured> (target <target>) met|missed` line per goal.
 """
 
@@ -18,16 +18,14 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-
-from gate_corpus import GOOD_CRITIQUE, HUMAN, MACHINE  # noqa: E402
-from poetry_workshop.verse import poem_metrics as pm  # noqa: E402
-from poetry_workshop.config.loader import load_settings  # noqa: E402
-from poetry_workshop.workshop.persona import load_llm_isms  # noqa: E402
+from poetry_workshop.config.loader import load_settings
 from poetry_workshop.pipeline.gate.rules import SLOP, QualityGate
-from poetry_workshop.pipeline.gate.run import default_workers, run_gate  # noqa: E402
+from poetry_workshop.pipeline.gate.run import default_workers, run_gate
+from poetry_workshop.verse import poem_metrics as pm
+from poetry_workshop.workshop.persona import load_llm_isms
+from tests.support.gate_corpus import GOOD_CRITIQUE, HUMAN, MACHINE
+
+ROOT = Path(__file__).resolve().parent.parent
 
 LINES = [line for poem in HUMAN + MACHINE for line in pm.poem_lines(poem)]
 WORDS = sorted({w for line in LINES for w in pm.words(line)})

@@ -12,7 +12,7 @@ as the API does. Three runs of the same task, in this one process:
 Goals: concurrent wall time <= 0.2 x serial; the ledger's input cost with caching <= 0.5 x
 without it.
 
-Usage: .venv/bin/python bench/generation.py [--requests N] [--concurrency N] [--latency S]
+Usage: .venv/bin/python -m bench.generation [--requests N] [--concurrency N] [--latency S]
 Ends with one `goal <name>: <measured> (target <target>) met|missed` line per goal.
 """
 
@@ -25,15 +25,13 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+from poetry_workshop.config.loader import load_settings
+from poetry_workshop.pipeline.claude.ledger import PriceBook, Usage
+from poetry_workshop.pipeline.data.generation import GenerateOptions, TeachingDataRun
+from poetry_workshop.pipeline.jsonl_log import read_jsonl
+from tests.fakes.claude_server import ClaudeServer
 
-from claude_server import ClaudeServer  # noqa: E402
-from poetry_workshop.config.loader import load_settings  # noqa: E402
-from poetry_workshop.pipeline.claude.ledger import PriceBook, Usage  # noqa: E402
-from poetry_workshop.pipeline.data.generation import GenerateOptions, TeachingDataRun  # noqa: E402
-from poetry_workshop.pipeline.jsonl_log import read_jsonl  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 KEY = "bench-key"
 

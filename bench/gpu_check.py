@@ -1,6 +1,6 @@
 """The GPU device check: QLoRA on the starter base with bitsandbytes, merge, export, load.
 
-Run where CUDA is: `.venv/bin/python bench/gpu_check.py [--steps 40]`. It trains the
+Run where CUDA is: `.venv/bin/python -m bench.gpu_check [--steps 40]`. It trains the
 Educator's adapter on a small set built from the eval poems for a few dozen steps through
 the project's own trainer (4-bit NF4 base on CUDA), exports it through the project's chain
 (merge in full precision, convert, Q4_K_M, validate: the GGUF loads and its golden prompts
@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 
 def training_set(folder: Path, n: int) -> None:

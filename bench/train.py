@@ -11,7 +11,7 @@ for all three, in this one process:
 Seconds per optimiser step exclude the first step of each (warm-up). Goal: project ÷ plain
 <= 1.5.
 
-Usage: .venv/bin/python bench/train.py [--steps N]
+Usage: .venv/bin/python -m bench.train [--steps N]
 Ends with one `goal <name>: <measured> (target <target>) met|missed` line per goal.
 """
 
@@ -27,10 +27,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-from poetry_workshop import starter  # noqa: E402
+from poetry_workshop.inference import starter  # noqa: E402 - after the environment above, which tqdm reads on import
 
 PAIRS = [("What is a volta?", "The turn in a poem, where the thought changes direction."),
          ("What is enjambment?", "A sentence running past the end of a line into the next."),

@@ -6,7 +6,7 @@ the help screen) and then Esc (closes it); the time is from `tmux send-keys` unt
 "streaming" only if the Poet was still writing after the sample; idle samples are taken
 when nothing generates. Capture polling costs a few milliseconds and hits both sides alike.
 
-Usage: .venv/bin/python bench/ui_latency.py [--samples N]
+Usage: .venv/bin/python -m bench.ui_latency [--samples N]
 Ends with: goal streaming_key_latency_added: <ms> (target <= 50 ms) met|missed
 """
 
@@ -120,7 +120,7 @@ def main() -> int:
                         idle.extend(key_to_screen(term))
         finally:
             subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
-    ms = lambda xs: 1000 * statistics.median(xs)  # noqa: E731
+    ms = lambda xs: 1000 * statistics.median(xs)
     print(f"key → screen, {len(streaming)} samples while the Poet streams: median {ms(streaming):.0f} ms, "
           f"p90 {1000 * sorted(streaming)[int(0.9 * len(streaming))]:.0f} ms")
     print(f"key → screen, {len(idle)} samples idle: median {ms(idle):.0f} ms, "

@@ -1,8 +1,8 @@
 """`workshop train`, `export`, `cloud`, `pipeline` and `first-test`: arguments and terminal output for building models.
 
-Like cli.py, this module only parses and prints; the work is in `pipeline.trainer` and
-`pipeline.gguf_export`, `pipeline.build_chain` and `pipeline.cloud_sync`, whose libraries (torch, transformers, trl, peft) load only when a
-command here runs.
+Like every module of the command line, this one only parses and prints; the work is in
+`pipeline.training` (trainer, gguf_export) and `pipeline.build` (chain, backends, cloud_sync), whose
+libraries (torch, transformers, trl, peft, modal) load only when a command here runs.
 """
 
 from __future__ import annotations
@@ -11,14 +11,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from poetry_workshop.names import ROLES
 from poetry_workshop.cli.command import Command
 from poetry_workshop.cli.options import add_backend, add_config, dollars, positive_int
 from poetry_workshop.cli.terminal import log as _log
 from poetry_workshop.cli.terminal import run_session
 from poetry_workshop.errors import ConfigError, ExitCode
-
-
+from poetry_workshop.names import ROLES
 
 
 class TrainCommand(Command):
@@ -221,8 +219,8 @@ def cmd_cloud(args) -> int:
 
 
 def cmd_pipeline(args) -> int:
-    from poetry_workshop.pipeline.build.plan import ChainPlan
     from poetry_workshop.pipeline.build.chain import run_chain
+    from poetry_workshop.pipeline.build.plan import ChainPlan
 
     config = getattr(args, "config", None)
     plan = ChainPlan.from_flags(educator_only=args.educator_only, poet_only=args.poet_only,
@@ -244,8 +242,8 @@ FIRST_TEST_POEM = "the kettle clicks off\nand the house goes on\nwithout me for 
 def cmd_first_test(args) -> int:
     from poetry_workshop import locations
     from poetry_workshop.config.loader import load_settings
-    from poetry_workshop.pipeline.build.plan import ChainPlan
     from poetry_workshop.pipeline.build.chain import run_chain
+    from poetry_workshop.pipeline.build.plan import ChainPlan
 
     config = getattr(args, "config", None)
     settings = load_settings(config)

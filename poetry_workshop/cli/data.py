@@ -1,6 +1,6 @@
 """`workshop data ...`: the teaching-data commands' arguments and terminal output.
 
-Like cli.py, this module only parses and prints; the work is in `poetry_workshop.pipeline`.
+Like every module of the command line, this one only parses and prints; the work is in `poetry_workshop.pipeline`.
 The pipeline's libraries (anthropic, pydantic, datasets) are imported only when a data
 command runs, so `workshop --help` and the app stay light.
 """
@@ -10,10 +10,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from poetry_workshop.names import TASK_NAMES
 from poetry_workshop.cli.command import Command
 from poetry_workshop.cli.options import add_config, dollars, positive_int
 from poetry_workshop.errors import ExitCode
+from poetry_workshop.names import TASK_NAMES
 
 MAX_WARNINGS_SHOWN = 20
 

@@ -80,6 +80,6 @@ def cmd_eval(args) -> int:
         agreement = "n/a" if pair["agreement"] is None else f"{pair['agreement']:.0%}"
         bias = "; position bias detected" if pair["position_bias"] else ""
         print(f"judge {pair['a']} vs {pair['b']}: wins {pair['wins']}, agreement across orders {agreement}{bias}")
-    for name, path in report.files.items():
+    for path in report.files.values():
         print(f"wrote {path}", file=sys.stderr)
     return ExitCode.OK

@@ -11,7 +11,7 @@ import copy
 from dataclasses import dataclass, field, is_dataclass
 
 
-def setting(default, help: str):  # noqa: A002 - "help" reads best in the schema
+def setting(default, help: str):  # "help" shadows the builtin on purpose: it reads best in the schema
     """A config field with its help text (shown in `--help` texts and in errors)."""
     if isinstance(default, (list, dict)) or is_dataclass(default):
         return field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help})

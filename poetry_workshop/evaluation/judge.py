@@ -1,7 +1,7 @@
 """The optional judge: Claude compares two configurations' outputs, item by item, in both orders.
 
 A judge that reads position rather than content is the known failure of pairwise judging
-(QUALITY.md: randomised order beats absolute scores). So every comparison is asked twice,
+(Sawicki et al., EMNLP 2025: forced choice in randomised order beats absolute scores). So every comparison is asked twice,
 with the two outputs swapped, and only a verdict that survives the swap counts as a win.
 `agreement` is the share of comparisons whose two verdicts name the same configuration (or
 both a tie); `first_position_share` is the share of decisive verdicts that picked whatever

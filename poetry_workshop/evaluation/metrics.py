@@ -26,9 +26,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from statistics import mean
 
+from poetry_workshop.pipeline.gate.rules import CLICHE, SLOP, QualityGate
 from poetry_workshop.verse import poem_metrics as pm
 from poetry_workshop.verse.brief_spec import parse_brief
-from poetry_workshop.pipeline.gate.rules import CLICHE, SLOP, QualityGate
 from poetry_workshop.verse.critique_measures import critique_shape, revision_delta, ungrounded_quotes
 from poetry_workshop.verse.quotes import quoted_passages
 

@@ -15,10 +15,10 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from poetry_workshop.workshop import prompts
-from poetry_workshop.inference.engine import RoleChat
 from poetry_workshop.evaluation.configurations import Configuration
 from poetry_workshop.evaluation.eval_set import EvalSet
+from poetry_workshop.inference.engine import RoleChat
+from poetry_workshop.workshop import prompts
 from poetry_workshop.workshop.persona import Persona
 
 

@@ -117,7 +117,7 @@ def table(report: EvalReport) -> str:
     for group in GROUPS:
         for m in group_metrics(group):
             name = f"{group}: {m.title}"
-            lines.append(f"{name:<{width}}" + "".join(f"{fmt(m, report.metrics[l][group][m.key]):>14}" for l in labels))
+            lines.append(f"{name:<{width}}" + "".join(f"{fmt(m, report.metrics[label][group][m.key]):>14}" for label in labels))
     return "\n".join(lines)
 
 
@@ -148,7 +148,7 @@ def markdown(report: EvalReport, charts: dict[str, str]) -> str:
         if group in charts:
             out += [f"![{GROUP_TITLES[group]} metrics]({charts[group]})", ""]
         out += _md_table(["metric", "better"] + labels,
-                         [[m.title, m.better or "-"] + [fmt(m, report.metrics[l][group][m.key]) for l in labels]
+                         [[m.title, m.better or "-"] + [fmt(m, report.metrics[label][group][m.key]) for label in labels]
                           for m in metrics])
         out += [""] + [f"- **{m.title}**: {m.about}." for m in metrics]
         if group == "educator":

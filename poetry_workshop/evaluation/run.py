@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from poetry_workshop import locations
@@ -43,8 +43,8 @@ def default_out_dir() -> Path:
 def reference_poems(settings) -> tuple[list[str], list[str]]:
     """(the person's good poems, every poem the Poet was trained on or could have copied):
     data/raw/ and the assistant turns of the Poet's training set, when there is one."""
-    from poetry_workshop.pipeline.jsonl_log import read_jsonl
     from poetry_workshop.pipeline.data.raw_poems import RawPoemReader
+    from poetry_workshop.pipeline.jsonl_log import read_jsonl
 
     raw = RawPoemReader(settings.generation.raw).read_raw(locations.data_dir() / "raw")
     good = [p.text for p in raw["good"]]
@@ -65,11 +65,11 @@ def run_eval(settings, configurations: list[Configuration], *, limit: int | None
              eval_set_path: Path | None = None) -> EvalReport:
     """Run the set through each configuration, measure, judge, write; returns the report
     with `files` naming what was written."""
-    from poetry_workshop.verse import poem_metrics as pm
     from poetry_workshop.evaluation.metrics import Scorer
-    from poetry_workshop.workshop.persona import load_llm_isms, load_persona
     from poetry_workshop.pipeline.gate.rules import QualityGate
     from poetry_workshop.pipeline.gate.run import human_rate
+    from poetry_workshop.verse import poem_metrics as pm
+    from poetry_workshop.workshop.persona import load_llm_isms, load_persona
 
     progress = on_progress or (lambda event: None)
     if limit is not None and limit < 1:
@@ -129,7 +129,7 @@ def run_eval(settings, configurations: list[Configuration], *, limit: int | None
                                            other.label, outputs[other.label], judge_model))
 
     report = EvalReport(
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"), eval_set=eval_set.describe(), seed=seed,
+        created=datetime.now(UTC).isoformat(timespec="seconds"), eval_set=eval_set.describe(), seed=seed,
         max_tokens=max_tokens, limit=limit, baseline={"per_1k": baseline, "source": source},
         training_poems=len(training), configurations=described, metrics=metrics,
         outputs={label: o.to_json() for label, o in outputs.items()}, judge=verdicts)

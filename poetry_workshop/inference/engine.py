@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Protocol
 
 from poetry_workshop.config.schema import Sampling
-from poetry_workshop.inference.conversation import Conversation, Turn
 from poetry_workshop.errors import PromptTooLongError
+from poetry_workshop.inference.conversation import Conversation, Turn
 from poetry_workshop.inference.llama_backend import Completion, GenerationStats
 from poetry_workshop.inference.model_choice import ModelChoice
 
@@ -134,7 +134,7 @@ class Engine:
         self._runtime = runtime
 
     @classmethod
-    def from_settings(cls, settings, persona, choices: dict[str, ModelChoice]) -> "Engine":
+    def from_settings(cls, settings, persona, choices: dict[str, ModelChoice]) -> Engine:
         from poetry_workshop.inference.inference_thread import InferenceThread
         from poetry_workshop.inference.llama_backend import LlamaBackend
 

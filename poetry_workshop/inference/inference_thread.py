@@ -45,7 +45,7 @@ class InferenceThread:
         def job() -> None:
             try:
                 box.put(fn())
-            except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
+            except BaseException as exc:  # re-raised on the caller's thread
                 box.put(_Failure(exc))
 
         self._jobs.put(job)
@@ -62,7 +62,7 @@ class InferenceThread:
         def job() -> None:
             try:
                 items.put(("result", producer(lambda item: items.put(("item", item)))))
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 items.put(("error", exc))
 
         self._jobs.put(job)

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from poetry_workshop.names import ROLES
 from poetry_workshop import locations
 from poetry_workshop.inference.starter import NOTICE as STARTER_NOTICE
+from poetry_workshop.names import ROLES
 
 
 @dataclass(frozen=True)

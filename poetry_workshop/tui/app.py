@@ -14,12 +14,12 @@ from textual.screen import Screen
 
 from poetry_workshop.errors import WorkshopError
 from poetry_workshop.pipeline.build.chain import BackgroundBuild
-from poetry_workshop.workshop.studio import Studio
 from poetry_workshop.tui.build_screen import BuildScreen
 from poetry_workshop.tui.help_screen import HelpScreen
 from poetry_workshop.tui.keys import APP_KEYS, BUILD_KEYS, WORKSHOP_KEYS, bindings
 from poetry_workshop.tui.start_screen import StartScreen
 from poetry_workshop.tui.workshop_screen import WorkshopScreen
+from poetry_workshop.workshop.studio import Studio
 
 
 class WorkshopApp(App):

@@ -1,6 +1,6 @@
 """The build screen: make your own Educator and Poet from inside the app, and judge them.
 
-It runs the build chain (pipeline/build_chain.py) on a background thread held by the app,
+It runs the build chain (pipeline/build/chain.py) on a background thread held by the app,
 so the person can go back to the workshop while it runs. The screen shows the chain's state
 (each stage with its progress bar, ETA and counts; dollars on Claude; time on Modal; a
 log) by polling it twice a second. The state is also saved to data/build/state.json, so

@@ -23,15 +23,22 @@ from textual.widgets import Footer, Markdown, Tree
 from textual.worker import Worker, WorkerState
 
 from poetry_workshop.errors import WorkshopError
-from poetry_workshop.verse.quotes import locate_quotes
-from poetry_workshop.workshop.session import Notice, StepFinished, StepStarted, TextChunk, WorkshopSession, validate_text
-from poetry_workshop.workshop.store import Node
 from poetry_workshop.files import write_atomic
-from poetry_workshop.workshop.transcript import to_markdown
 from poetry_workshop.tui.ask_screen import AskScreen
 from poetry_workshop.tui.clipboard import copy_text
 from poetry_workshop.tui.keys import WORKSHOP_KEYS, bindings
 from poetry_workshop.tui.widgets import HistoryTree, PoemArea, StatusBar
+from poetry_workshop.verse.quotes import locate_quotes
+from poetry_workshop.workshop.session import (
+    Notice,
+    StepFinished,
+    StepStarted,
+    TextChunk,
+    WorkshopSession,
+    validate_text,
+)
+from poetry_workshop.workshop.store import Node
+from poetry_workshop.workshop.transcript import to_markdown
 
 MODEL_GROUP = "model"
 POEM_REFRESH_S = 0.2  # the streaming poem redraws five times a second

@@ -94,7 +94,7 @@ def _sentence_marks(text: str) -> tuple[list[tuple[int, int]], dict[str, set[int
     tokens = _WORD_AT.findall(lowered)
     present = set(tokens) & _ANY_MARKER
     if present:
-        for kind, (singles, pairs) in _MARKERS.items():
+        for kind in _MARKERS:
             for marker, pattern in _MARKER_PATTERNS[kind]:
                 if marker in present:
                     for m in pattern.finditer(lowered):

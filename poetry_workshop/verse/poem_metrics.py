@@ -3,8 +3,9 @@
 Everything here is plain computation on strings: LLM-ism hits and their rate per 1,000
 words, the machine-poem signature (reflexive end rhyme, default quatrains, the "we" voice),
 syllables and rhyme from CMUdict (loaded lazily, offline), n-gram overlap, distinct-n and
-shingle sets for near-duplicates. Rates are meant to be read against a human baseline (see
-QUALITY.md: human prose sits near 7 slop words per 1,000, strong models about 1.4x that),
+shingle sets for near-duplicates. Rates are meant to be read against a human baseline (slop-score v2,
+github.com/sam-paech/slop-score: human prose sits near 6.9 slop words per 1,000, Claude
+Sonnet 4.5 about 1.4x that),
 never as absolute verdicts.
 """
 

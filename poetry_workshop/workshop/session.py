@@ -14,12 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from poetry_workshop.workshop import prompts
 from poetry_workshop.config.schema import MaxTokens
+from poetry_workshop.errors import GenerationError, WorkshopError
 from poetry_workshop.inference.conversation import Turn
 from poetry_workshop.inference.engine import Engine, Reply
-from poetry_workshop.errors import GenerationError, WorkshopError
 from poetry_workshop.inference.llama_backend import GenerationStats
+from poetry_workshop.workshop import prompts
 from poetry_workshop.workshop.store import Node, RevisionTree, SessionRecord, SessionStore
 
 LOOP_KINDS = ("request", "brief", "draft", "critique")
@@ -89,7 +89,7 @@ class WorkshopSession:
     def start(
         cls, store: SessionStore, engine: Engine, *, mode: str, text: str, rounds: int,
         max_tokens: MaxTokens, on_event: Callable[[Event], None] | None = None,
-    ) -> "WorkshopSession":
+    ) -> WorkshopSession:
         """Begin a session: `mode` "write" takes a request, "workshop" takes a poem."""
         if mode not in ("write", "workshop"):
             raise WorkshopError(f"unknown mode {mode!r}; use 'write' or 'workshop'")
@@ -108,7 +108,7 @@ class WorkshopSession:
     def resume(
         cls, store: SessionStore, engine: Engine, session_id: str, max_tokens: MaxTokens,
         on_event: Callable[[Event], None] | None = None,
-    ) -> "WorkshopSession":
+    ) -> WorkshopSession:
         return cls(store, engine, store.get_session(session_id), max_tokens, on_event)
 
     # ---------------------------------------------------------------------- state

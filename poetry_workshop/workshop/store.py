@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ MIGRATIONS: list[str] = [
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,7 @@ class SessionStore:
 
     # ------------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, path: Path) -> "SessionStore":
+    def open(cls, path: Path) -> SessionStore:
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

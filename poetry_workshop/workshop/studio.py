@@ -31,7 +31,7 @@ class Studio:
     def open(
         cls, config: str | Path | None = None, educator: str | None = None, poet: str | None = None,
         db_path: Path | None = None,
-    ) -> "Studio":
+    ) -> Studio:
         settings = load_settings(config)
         choices = choose_models(settings, educator, poet)
         persona = load_persona()

@@ -28,7 +28,6 @@ from poetry_workshop.config.schema import ClaudeSettings
 from poetry_workshop.errors import ConfigError, WorkshopError
 from poetry_workshop.pipeline.claude.ledger import Usage
 
-
 T = TypeVar("T")
 
 
@@ -180,7 +179,7 @@ async def call_structured(client: anthropic.AsyncAnthropic, params: dict[str, An
                 request_id = stream.request_id
         except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as exc:
             raise _access_error(exc) from None
-        except (anthropic.APIError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, anthropic.APIError) as exc:
             if is_retryable(exc) and attempt <= policy.max_retries:
                 await asyncio.sleep(policy.delay(attempt, exc))
                 continue

@@ -59,7 +59,7 @@ def _load_state(run: BatchedRun) -> dict | None:
         return None
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
-        state["batch_id"], state["items"]  # noqa: B018 - both must be there
+        state["batch_id"], state["items"]
     except (ValueError, KeyError, TypeError):
         raise ConfigError(f"{path}: the saved batch state is unreadable; if no batch is pending, delete it")
     if state.get("prompt_version") != run.version or state.get("model") != run.model:
@@ -104,8 +104,9 @@ async def run_batches(run: BatchedRun, client) -> None:
                 chosen = _choose(run, retry, fresh)
                 if not chosen:
                     break
-                batch = await claude_calls.with_retries(lambda: client.messages.batches.create(
-                    requests=[{"custom_id": item.id, "params": run.request_params(item)} for item in chosen]), policy)
+                requests = [{"custom_id": item.id, "params": run.request_params(item)} for item in chosen]
+                batch = await claude_calls.with_retries(
+                    lambda requests=requests: client.messages.batches.create(requests=requests), policy)
                 state = {"batch_id": batch.id, "task": run.task.name, "model": run.model,
                          "prompt_version": run.version, "submitted": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                          "items": {item.id: item.inputs for item in chosen}}

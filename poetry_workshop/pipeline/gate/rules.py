@@ -21,7 +21,11 @@ from poetry_workshop.pipeline.gate.near_duplicates import NearDuplicates
 from poetry_workshop.verse import poem_metrics as pm
 from poetry_workshop.verse.brief_spec import BriefSpec, parse_brief
 from poetry_workshop.verse.critique_measures import (
-    critique_shape, normalise_line, quote_free, revision_delta, ungrounded_quotes,
+    critique_shape,
+    normalise_line,
+    quote_free,
+    revision_delta,
+    ungrounded_quotes,
 )
 from poetry_workshop.verse.quotes import cited_lines, flatten, quote_occurs
 

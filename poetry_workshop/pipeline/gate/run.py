@@ -19,6 +19,7 @@ from poetry_workshop.pipeline.gate.near_duplicates import main_text
 from poetry_workshop.pipeline.gate.rules import SLOP, Failure, QualityGate
 from poetry_workshop.verse import poem_metrics as pm
 
+
 @dataclass
 class GateReport:
     seen: int = 0
@@ -177,9 +178,9 @@ def human_rate(settings, matcher: pm.LlmIsmMatcher, good_poems: list[str]) -> tu
 def gate_file(settings, input_path: Path, output: Path | None = None, reject_log: Path | None = None,
               warn: Callable[[str], None] = lambda line: None) -> GateRun:
     """Gate one records file; bad lines go to `warn` before anything else happens."""
-    from poetry_workshop.workshop.persona import load_llm_isms
     from poetry_workshop.files import write_jsonl_atomic
     from poetry_workshop.pipeline.data.raw_poems import RawPoemReader
+    from poetry_workshop.workshop.persona import load_llm_isms
 
     records, warnings = read_records(input_path)
     for line in warnings:

@@ -75,7 +75,13 @@ def _dequantize(gguf: Path, target: Path) -> None:
     try:
         plain.save_pretrained(work)
         tokenizer.save_pretrained(work)
-        os.replace(work, target)
+        try:
+            os.replace(work, target)
+        except OSError:
+            if not (target / "config.json").is_file():
+                raise
+            # Another build dequantized the same base first; its copy is the same.
+            shutil.rmtree(work, ignore_errors=True)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

@@ -30,8 +30,8 @@ from pathlib import Path
 
 from poetry_workshop import locations
 from poetry_workshop.errors import ConfigError, WorkshopError
-from poetry_workshop.pipeline.training.base_model import quiet_transformers, resolve_base
 from poetry_workshop.files import sha256_of
+from poetry_workshop.pipeline.training.base_model import quiet_transformers, resolve_base
 
 CONVERTER_MEMBERS = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/")
 GOLDEN = ["Workshop this draft. Its lines are numbered for reference:\n\n 1  the kettle clicks off\n 2  and the house goes on\n\nWrite your critique.",

@@ -22,9 +22,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from poetry_workshop.names import ROLES
 from poetry_workshop import locations
 from poetry_workshop.errors import ConfigError
+from poetry_workshop.names import ROLES
 from poetry_workshop.pipeline.training.base_model import quiet_transformers, resolve_base
 from poetry_workshop.pipeline.training.results import TrainingCancelled, TrainingProgress, TrainResult
 from poetry_workshop.pipeline.training.training_sets import check_conversation
@@ -231,6 +231,14 @@ def train(role: str, settings, *, epochs: int | None = None, max_steps: int | No
     raises TrainingCancelled instead of saving an adapter that did not finish."""
     if role not in ROLES:
         raise ConfigError(f"unknown role '{role}'; train educator or poet")
+    config = settings.educator_training if role == "educator" else settings.poet_training
+    run = config.training
+    train_path = locations.resolve_data_path(config.data.train)
+    valid_path = locations.resolve_data_path(config.data.valid)
+    # The sets are read and checked before torch loads: a bad line is named in a second.
+    train_conversations = read_conversations(train_path)
+    valid_conversations = read_conversations(valid_path) if valid_path.is_file() and valid_path.stat().st_size else []
+
     import datasets
     import torch
     from datasets import Dataset
@@ -241,13 +249,6 @@ def train(role: str, settings, *, epochs: int | None = None, max_steps: int | No
     from trl import SFTTrainer
 
     from poetry_workshop.pipeline.training.callbacks import WorkshopCallback
-
-    config = settings.educator_training if role == "educator" else settings.poet_training
-    run = config.training
-    train_path = locations.resolve_data_path(config.data.train)
-    valid_path = locations.resolve_data_path(config.data.valid)
-    train_conversations = read_conversations(train_path)
-    valid_conversations = read_conversations(valid_path) if valid_path.is_file() and valid_path.stat().st_size else []
 
     cuda = torch.cuda.is_available()
     tokenizer, model, end_of_turn = load_base(config, cuda, log)

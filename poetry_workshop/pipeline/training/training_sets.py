@@ -24,12 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from poetry_workshop import locations
-
-from poetry_workshop.workshop import prompts
 from poetry_workshop.errors import ConfigError
-from poetry_workshop.workshop.persona import Persona
 from poetry_workshop.files import write_jsonl_atomic
 from poetry_workshop.pipeline.data.raw_poems import poem_id
+from poetry_workshop.workshop import prompts
+from poetry_workshop.workshop.persona import Persona
 
 Conversation = list[dict[str, str]]
 
@@ -311,8 +310,8 @@ def prepare(settings, roles: Iterable[str], min_samples: int | None, seed: int |
             gated_dir: Path | None = None, warn: Callable[[str], None] = lambda line: None) -> PrepareRun:
     """Read every gated file, build the sets for `roles`, check them all, then write them.
     Problems with single lines or examples go to `warn` as they are found."""
-    from poetry_workshop.workshop.persona import load_persona
     from poetry_workshop.pipeline.gate.run import read_records
+    from poetry_workshop.workshop.persona import load_persona
 
     gated_dir = gated_dir or locations.data_dir() / "gated"
     files = sorted(p for p in gated_dir.glob("*.jsonl") if not p.name.endswith(".rejects.jsonl"))

@@ -1,0 +1,300 @@
+"""Pilot tests of the app's flows on scripted models; they wait on workers, never on sleeps."""
+
+from __future__ import annotations
+
+import threading
+
+from poetry_workshop.errors import GenerationError
+from poetry_workshop.tui.app import create_app
+from poetry_workshop.tui.help_screen import HelpScreen
+from poetry_workshop.tui.start_screen import StartScreen
+from poetry_workshop.tui.widgets import QUOTED, PoemArea
+from poetry_workshop.tui.workshop_screen import WorkshopScreen
+from tests.fakes.scripted_backend import ScriptedBackend
+from tests.support.studio import CRITIQUE, make_studio, settle
+
+
+async def start_request(app, pilot, text: str = "a poem about the tide") -> WorkshopScreen:
+    app.screen.query_one("#request").value = text
+    await pilot.press("enter")
+    await settle(pilot)
+    assert isinstance(app.screen, WorkshopScreen)
+    return app.screen
+
+
+async def revised_and_selected(app, pilot, draft_index: int):
+    """Start a session, revise once, and select draft `draft_index` (0-based) in the history."""
+    screen = await start_request(app, pilot)
+    await pilot.press("r")
+    await settle(pilot)
+    tree = screen.query_one("#history")
+    draft = screen.session.tree.drafts()[draft_index]
+    tree.move_cursor(next(n for n in tree.root.children if n.data == draft.id))
+    await pilot.pause()
+    return screen, tree, draft
+
+
+def notifications(app) -> list[tuple[str, str]]:
+    return [(n.title, n.message) for n in app._notifications]
+
+
+async def test_write_flow_shows_poem_critique_history_and_highlights_quotes(studio):
+    app = create_app(studio)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert isinstance(app.screen, StartScreen)
+        screen = await start_request(app, pilot)
+        poem = screen.query_one(PoemArea)
+        assert poem.text == "the water leaves\nthe mud keeps count"
+        assert "line numbers" and poem.show_line_numbers
+        assert screen.query_one("#critique").source == CRITIQUE
+        assert {(s.row, s.start, s.end) for s in poem.quoted} == {(0, 0, 16), (1, 0, 19)}
+        assert any(h[2] == QUOTED for h in poem._highlights[0])
+        labels = [str(n.label) for n in screen.query_one("#history").root.children]
+        assert labels == ["Request", "Brief", "Draft 1 · Poet", "Critique"]
+        status = str(screen.query_one("#status").render())
+        assert "starter model — train your own" in status and "educator context" in status
+
+
+async def test_revise_then_accept_then_export(studio, tmp_path):
+    app = create_app(studio)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await start_request(app, pilot)
+        await pilot.press("r")
+        await settle(pilot)
+        assert screen.query_one(PoemArea).text.startswith("the water leaves\nmud counts gulls")
+        assert "revision answers the point" in screen.query_one("#critique").source
+        assert screen.session.rounds_done == 2
+        await pilot.press("a")
+        await pilot.pause()
+        assert screen.session.record.status == "accepted"
+        assert "accepted" in screen.query_one(PoemArea).border_title
+        await pilot.press("x")
+        await pilot.pause()
+        exported = list((tmp_path / "exports").glob("*.md"))
+        assert len(exported) == 1 and "## Final poem" in exported[0].read_text(encoding="utf-8")
+        assert ("Exported", str(exported[0].resolve())) in notifications(app)
+
+
+async def test_edit_saves_a_person_draft_and_critique_follows(studio):
+    app = create_app(studio)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await start_request(app, pilot)
+        await pilot.press("e")
+        poem = screen.query_one(PoemArea)
+        assert not poem.read_only and poem.has_focus
+        poem.move_cursor(poem.document.end)
+        await pilot.press("enter", *"salt on the sill")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        draft = screen.session.current_draft
+        assert draft.author == "person" and draft.text.endswith("salt on the sill")
+        assert poem.read_only
+        await pilot.press("c")
+        await settle(pilot)
+        assert screen.session.path[-1].kind == "critique"
+        assert "revised the poem" in studio.engine.educator.conversation.turns[-2].content
+
+
+async def test_escape_cancels_an_edit_without_saving(studio):
+    app = create_app(studio)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await start_request(app, pilot)
+        drafts = len(screen.session.tree.drafts())
+        await pilot.press("e", "x", "y", "escape")
+        await pilot.pause()
+        assert len(screen.session.tree.drafts()) == drafts
+        assert screen.query_one(PoemArea).text == "the water leaves\nthe mud keeps count"
+
+
+async def test_ask_answers_in_the_critique_pane(studio):
+    app = create_app(studio)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await start_request(app, pilot)
+        await pilot.press("k")
+        await pilot.pause()
+        await pilot.press("enter")  # empty: refused inline
+        await pilot.pause()
+        assert "Write the question first" in str(app.screen.query_one("#ask-error").render())
+        await pilot.press(*"what is enjambment?", "enter")
+        await settle(pilot)
+        assert app.screen is screen
+        assert screen.query_one("#critique").source.startswith("Enjambment carries")
+        assert screen.query_one("#critique-scroll").border_title == "Answer"
+
+
+async def test_branch_from_draft_one_makes_a_sibling(studio):
+    app = create_app(studio)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen, tree, first_draft = await revised_and_selected(app, pilot, 0)
+        assert screen.query_one(PoemArea).text == first_draft.text  # selecting shows that draft
+        await pilot.press("b")
+        await pilot.pause()
+        assert screen.session.record.head_id == first_draft.id
+        await pilot.press("c")
+        await settle(pilot)
+        assert len(screen.session.tree.children(first_draft.id)) == 2  # two critiques: a branch
+        labels = [str(n.label) for n in tree.root.children]
+        assert labels[:3] == ["Request", "Brief", "Draft 1 · Poet"]
+        branches = tree.root.children[2].children
+        assert [str(b.label) for b in branches] == ["Branch 1", "Branch 2"]  # the branch point shows both lines
+        assert [str(n.label) for n in branches[1].children] == ["Critique"]
+
+
+async def test_selecting_a_later_draft_shows_a_line_diff(studio):
+    app = create_app(studio)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen, _tree, _second = await revised_and_selected(app, pilot, 1)
+        diff = screen.query_one("#critique").source
+        assert "-the mud keeps count" in diff and "+mud counts gulls" in diff
+
+
+async def test_stop_keeps_partial_text_marked_and_the_next_action_works(tmp_path):
+    release = threading.Event()
+
+    def slow_critique(messages):
+        if messages[-1]["content"].startswith("A writer asks"):
+            return "Brief."
+        return " ".join(["word"] * 50)
+
+    educator = ScriptedBackend(slow_critique)
+    studio = make_studio(tmp_path, educator=educator)
+    original = educator.generate
+
+    def generate_then_wait(messages, max_tokens, sampling, on_text=None, cancel=None, seed_offset=0):
+        def on_text_slow(piece):
+            on_text(piece)
+            if messages[-1]["content"].startswith("Workshop this draft") and not release.is_set():
+                release.set()
+                cancel.wait(10)  # the UI's Esc sets this
+        return original(messages, max_tokens, sampling, on_text_slow, cancel, seed_offset)
+
+    educator.generate = generate_then_wait
+    app = create_app(studio)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.screen.query_one("#request").value = "fog"
+        await pilot.press("enter")
+        while not release.is_set():
+            await pilot.pause(0.01)
+        await pilot.press("escape")
+        await settle(pilot)
+        screen = app.screen
+        critique = screen.session.path[-1]
+        assert critique.kind == "critique" and critique.meta["stopped"] is True
+        assert critique.text == "word"
+        assert "stopped" in screen.query_one("#critique-scroll").border_title
+        await pilot.press("r")  # the next action works
+        await settle(pilot)
+        assert screen.session.path[-1].kind == "critique" and not screen.session.path[-1].meta["stopped"]
+
+
+async def test_failed_generation_is_a_titled_notification_and_changes_nothing(tmp_path):
+    def failing(messages):
+        if messages[-1]["content"].startswith("A writer asks"):
+            return "Brief."
+        if "revised the poem" in messages[-1]["content"]:
+            raise GenerationError("llama.cpp failed while generating")
+        return CRITIQUE
+
+    studio = make_studio(tmp_path, educator=ScriptedBackend(failing))
+    app = create_app(studio)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await start_request(app, pilot)
+        before = dict(screen.session.tree.nodes)
+        turns = list(studio.engine.educator.conversation.turns)
+        await pilot.press("r")
+        await settle(pilot)
+        assert ("Generation failed", "llama.cpp failed while generating") in notifications(app)
+        # the Poet's revision was committed before the failing follow-up; nothing else changed
+        after = screen.session.tree.nodes
+        assert set(before) < set(after) and len(after) == len(before) + 1
+        assert studio.engine.educator.conversation.turns == turns
+        assert app.is_running
+
+
+async def test_auto_runs_rounds_unattended(studio):
+    studio.settings.app.app.auto_rounds = 2
+    app = create_app(studio)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await start_request(app, pilot)
+        await pilot.press("o")
+        await settle(pilot)
+        assert screen.session.rounds_done == 3
+
+
+async def test_empty_request_is_refused_inline_and_long_paste_truncated(studio):
+    app = create_app(studio)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, StartScreen)
+        assert "Write the request first." in str(app.screen.query_one("#request-error").render())
+        app.screen.query_one("#paste").load_text("a line of verse\n" * 800)  # 12,800 characters
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert isinstance(app.screen, WorkshopScreen)
+        assert len(app.screen.session.path[0].text) <= 10_000
+        assert any(title == "Truncated" for title, _ in notifications(app))
+
+
+async def test_restart_offers_to_resume_where_it_stopped(tmp_path):
+    studio = make_studio(tmp_path)
+    session = studio.start("write", "a poem about moths")
+    session.step()  # the brief is committed; then the terminal is killed
+    studio.store.close()
+
+    studio2 = make_studio(tmp_path)
+    app = create_app(studio2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        banner = str(app.screen.query_one("#resume-banner").render())
+        assert "a poem about moths" in banner
+        options = app.screen.query_one("#sessions")
+        options.focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, WorkshopScreen) and screen.session.record.id == session.record.id
+        assert [n.kind for n in screen.session.path] == ["request", "brief", "draft", "critique"]
+
+
+async def test_help_screen_lists_remapped_keys_and_palette_has_actions(tmp_path):
+    studio = make_studio(tmp_path)
+    studio.settings.app.keys["revise"] = "ctrl+r"
+    app = create_app(studio)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await start_request(app, pilot)
+        await pilot.press("f1")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        text = str(app.screen.query_one("#help-text").render())
+        assert "ctrl+r" in text and "the Poet revises" in text
+        await pilot.press("escape")
+        await pilot.pause()
+        await pilot.press("ctrl+r")  # the remapped key works
+        await settle(pilot)
+        assert screen.session.rounds_done == 2
+        titles = [c.title for c in app.get_system_commands(screen)]
+        for title in ("Revise", "Critique", "Edit", "Ask", "Branch", "Accept", "Stop", "Export", "Copy", "Auto"):
+            assert title in titles
+
+
+async def test_copy_without_clipboard_says_so(studio, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setenv("TERM", "dumb")
+    app = create_app(studio)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await start_request(app, pilot)
+        await pilot.press("y")
+        await pilot.pause()
+        assert any(title == "No clipboard" and "export" in message for title, message in notifications(app))
+
+
+async def test_resizing_keeps_the_panes(studio):
+    app = create_app(studio)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await start_request(app, pilot)
+        for size in ((120, 40), (80, 24), (200, 60)):
+            await pilot.resize_terminal(*size)
+            await pilot.pause()
+            poem = screen.query_one(PoemArea)
+            assert poem.size.width > 10 and poem.size.height >= 3
+            assert screen.query_one("#critique-scroll").size.width > 20

@@ -1,0 +1,66 @@
+"""A scripted model: a test double of the engine's chat backend that replays queued replies."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from poetry_workshop.config.schema import Sampling
+from poetry_workshop.inference.llama_backend import Completion, GenerationStats
+
+
+class ScriptedBackend:
+    """A test double of `ChatBackend`: replays queued replies, records what it was sent.
+
+    Token counts are words, so context-fitting logic can be tested with small numbers."""
+
+    def __init__(self, replies: list[str | Exception] | Callable[[list[dict]], str], n_ctx: int = 4096):
+        self.path = Path("scripted.gguf")
+        self._replies = replies
+        self._n_ctx = n_ctx
+        self.calls: list[list[dict]] = []
+        self.seed_offsets: list[int] = []
+        self.stop_texts = ["<|im_end|>", "<|im_start|>"]
+
+    @property
+    def n_ctx(self) -> int:
+        return self._n_ctx
+
+    def load(self) -> None:
+        pass
+
+    def count_tokens(self, messages: list[dict]) -> int:
+        return sum(len(m["content"].split()) + 4 for m in messages)
+
+    def generate(self, messages, max_tokens, sampling: Sampling, on_text=None, cancel: threading.Event | None = None,
+                 seed_offset: int = 0):
+        self.seed_offsets.append(seed_offset)
+        self.calls.append([dict(m) for m in messages])
+        if callable(self._replies):
+            reply = self._replies(messages)
+        else:
+            if not self._replies:
+                raise AssertionError("ScriptedBackend ran out of replies")
+            reply = self._replies.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        emitted = []
+        finish = "stop"
+        for word in reply.split(" "):
+            piece = word if not emitted else " " + word
+            emitted.append(piece)
+            if on_text:
+                on_text(piece)
+            if cancel is not None and cancel.is_set():
+                finish = "cancelled"
+                break
+        text = "".join(emitted)
+        stats = GenerationStats(
+            prompt_tokens=self.count_tokens(messages), evaluated_tokens=self.count_tokens(messages[-1:]),
+            generated_tokens=len(emitted), seconds=0.01, finish_reason=finish,
+        )
+        return Completion(text=text, stats=stats)
+
+    def close(self) -> None:
+        pass
