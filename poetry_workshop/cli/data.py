@@ -13,7 +13,7 @@ from pathlib import Path
 from poetry_workshop.cli.command import Command
 from poetry_workshop.cli.options import add_config, dollars, positive_int
 from poetry_workshop.errors import ExitCode
-from poetry_workshop.names import TASK_NAMES
+from poetry_workshop.names import ROLES, TASK_NAMES
 
 MAX_WARNINGS_SHOWN = 20
 
@@ -232,7 +232,7 @@ def cmd_prepare(args) -> int:
     from poetry_workshop.config.loader import load_settings
     from poetry_workshop.pipeline.training.training_sets import prepare
 
-    roles = ["educator"] if args.educator_only else ["poet"] if args.poet_only else ["educator", "poet"]
+    roles = ["educator"] if args.educator_only else ["poet"] if args.poet_only else list(ROLES)
     settings = load_settings(args.config)
     run = prepare(settings, roles, args.min_samples, args.seed, warn=_Warnings())
     for role in run.skipped:

@@ -48,7 +48,7 @@ def build_parser(commands: list[Command] = COMMANDS) -> argparse.ArgumentParser:
     add_model_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in commands:
-        command.register(sub).set_defaults(run=command)
+        command.register(sub).set_defaults(handler=command)  # not "run": `eval --run` has that name
     return parser
 
 
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_batch_file(args)
         if args.command is None:
             return run_app(args)
-        return args.run(args)
+        return args.handler(args)
     except WorkshopError as exc:
         print(f"workshop: error: {exc}", file=sys.stderr)
         return exc.exit_code

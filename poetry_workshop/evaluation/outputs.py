@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from poetry_workshop.evaluation.configurations import Configuration
 from poetry_workshop.evaluation.eval_set import EvalSet
 from poetry_workshop.inference.engine import RoleChat
+from poetry_workshop.names import ROLES
 from poetry_workshop.workshop import prompts
 from poetry_workshop.workshop.persona import Persona
 
@@ -69,7 +70,7 @@ def generate_outputs(config: Configuration, eval_set: EvalSet, settings, persona
     thread = InferenceThread()
     backends: dict = {}
     try:
-        for role in ("educator", "poet"):
+        for role in ROLES:
             path = config.path(role).resolve()
             if path not in backends:  # one file in both roles is loaded once
                 backends[path] = LlamaBackend(path, runtime, thread)

@@ -23,7 +23,7 @@ from textual.widgets import Button, DataTable, Footer, Input, Label, Log, Markdo
 
 from poetry_workshop import locations
 from poetry_workshop.errors import WorkshopError
-from poetry_workshop.names import TASK_NAMES
+from poetry_workshop.names import ROLES, TASK_NAMES
 from poetry_workshop.pipeline.build.plan import ChainPlan, ChainState, load_state, plan_stages, targets_for
 from poetry_workshop.tui.keys import BUILD_KEYS, bindings
 
@@ -207,7 +207,7 @@ class BuildScreen(Screen):
 
     def plan_from_fields(self) -> ChainPlan:
         v = self.field_values()
-        roles = ("educator", "poet") if v["roles"] == "both" else (v["roles"],)
+        roles = ROLES if v["roles"] == "both" else (v["roles"],)
         layers = []
         base = v["base_model"]
         if base:

@@ -12,7 +12,6 @@ from poetry_workshop.errors import ConfigError
 from tests.support.cli import run_cli
 from tests.support.training import PAIRS, SMALL, SYSTEM, conversation, write_sets
 
-
 # The tests on the shared trained Educator run on one worker, which builds it once.
 pytestmark = pytest.mark.xdist_group("trained-educator")
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import modal
 
+from poetry_workshop.names import ROLES
 from poetry_workshop import locations
 from poetry_workshop.config.loader import Layer, load_settings
 from poetry_workshop.errors import ConfigError
@@ -111,7 +112,7 @@ def _remote_layers(role: str | None, layers: list[Layer]) -> list[Layer]:
     """The caller's settings, with the training sets at their volume paths (the caller's own
     paths mean nothing in the container)."""
     fixed: dict = {}
-    for r in ([role] if role else ["educator", "poet"]):
+    for r in ([role] if role else ROLES):
         fixed[f"{r}_training"] = {"data": {"train": f"data/{r}_training/train.jsonl",
                                            "valid": f"data/{r}_training/valid.jsonl"}}
     return [*layers, ("cloud data paths", fixed)]
