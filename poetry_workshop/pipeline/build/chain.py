@@ -31,7 +31,15 @@ from poetry_workshop.config.loader import load_settings
 from poetry_workshop.errors import ConfigError, ExitCode, WorkshopError
 from poetry_workshop.pipeline.build.backends import open_backend
 from poetry_workshop.pipeline.build.plan import (
-    BUILDS_ON, LOG_LINES_KEPT, ChainPlan, ChainState, Log, StageState, caller_layers, plan_stages, save_state,
+    BUILDS_ON,
+    LOG_LINES_KEPT,
+    ChainPlan,
+    ChainState,
+    Log,
+    StageState,
+    caller_layers,
+    plan_stages,
+    save_state,
     state_file,
 )
 

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import modal
 
-from poetry_workshop.names import ROLES
 from poetry_workshop import locations
 from poetry_workshop.config.loader import Layer, load_settings
 from poetry_workshop.errors import ConfigError
+from poetry_workshop.names import ROLES
 
 DATA_MOUNT = "/vol/data"
 CHECKPOINT_MOUNT = "/vol/checkpoints"

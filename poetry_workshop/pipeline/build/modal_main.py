@@ -8,9 +8,9 @@ never imports the chain back.
 from __future__ import annotations
 
 from poetry_workshop.pipeline.build import modal_app
-from poetry_workshop.pipeline.build.plan import ChainPlan
 from poetry_workshop.pipeline.build.chain import run_chain
 from poetry_workshop.pipeline.build.modal_app import app  # `modal run` looks for the app in this module
+from poetry_workshop.pipeline.build.plan import ChainPlan
 
 __all__ = ["app", "main"]
 
