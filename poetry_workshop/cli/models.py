@@ -53,6 +53,9 @@ class SetupCommand(Command):
                                   "the SmolLM2-135M-Instruct GGUF into models/.")
         p.add_argument("--converter", action="store_true",
                        help="also fetch llama.cpp's GGUF converter (pinned, checked by sha256) for `workshop export`")
+        p.add_argument("--gemma", action="store_true",
+                       help="also fetch the Gemma 3 270M base (about 250 MB, checked by sha256) into "
+                       "models/gemma-3-270m-q4_k_m.gguf; fetching it accepts the Gemma terms of use")
         return p
 
     def run(self, args) -> int:
@@ -67,4 +70,8 @@ class SetupCommand(Command):
             ex = settings.export.export
             where = fetch_converter(ex.converter_version, ex.converter_sha256, lambda m: print(m, file=sys.stderr))
             print(f"converter ready in {where}", file=sys.stderr)
+        if args.gemma:
+            from poetry_workshop.inference import gemma_base
+
+            gemma_base.install(gemma_base.default_target())
         return ExitCode.OK
