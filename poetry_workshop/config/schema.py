@@ -58,6 +58,12 @@ class RoleSampling:
 
 
 @dataclass
+class RoleThinking:
+    educator: bool = setting(False, "let a thinking model (Qwen3, QwQ, DeepSeek-R1) reason before it critiques")
+    poet: bool = setting(False, "let a thinking model (Qwen3, QwQ, DeepSeek-R1) reason before it writes")
+
+
+@dataclass
 class MaxTokens:
     brief: int = setting(200, "longest brief the Educator may write")
     draft: int = setting(320, "longest poem the Poet may write")
@@ -76,6 +82,7 @@ class InferenceConfig:
     models: ModelPaths = setting(ModelPaths(), "which GGUF serves which role")
     runtime: Runtime = setting(Runtime(), "llama.cpp settings shared by both roles")
     sampling: RoleSampling = setting(RoleSampling(), "sampling per role")
+    thinking: RoleThinking = setting(RoleThinking(), "reasoning before the answer, per role; never shown or stored")
     max_tokens: MaxTokens = setting(MaxTokens(), "generation length limits per step")
     session: SessionDefaults = setting(SessionDefaults(), "defaults of the workshop loop")
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from poetry_workshop.config.schema import Sampling
+from poetry_workshop.config.schema import RoleThinking, Sampling
 from poetry_workshop.errors import PromptTooLongError
 from poetry_workshop.inference.conversation import Conversation, Turn
 from poetry_workshop.inference.llama_backend import Completion, GenerationStats
@@ -50,7 +50,7 @@ class ChatBackend(Protocol):
 @dataclass
 class Reply:
     role: str
-    text: str  # byte-identical to what the model generated
+    text: str  # byte-identical to what the model generated, less any reasoning
     stats: GenerationStats
 
     @property
@@ -125,13 +125,14 @@ class Engine:
     """Both roles, each on its own model object, all inference on one thread."""
 
     def __init__(self, educator: RoleChat, poet: RoleChat, choices: dict[str, ModelChoice], on_close=None,
-                 thread=None, runtime=None):
+                 thread=None, runtime=None, thinking: RoleThinking | None = None):
         self.educator = educator
         self.poet = poet
         self.choices = choices
         self._on_close = on_close
         self._thread = thread
         self._runtime = runtime
+        self._thinking = thinking or RoleThinking()
 
     @classmethod
     def from_settings(cls, settings, persona, choices: dict[str, ModelChoice]) -> Engine:
@@ -140,11 +141,12 @@ class Engine:
 
         runtime = settings.inference.runtime
         sampling = settings.inference.sampling
+        thinking = settings.inference.thinking
         # Validate both files before starting anything, so a bad poet path fails fast too.
         thread = InferenceThread()
         try:
-            educator_backend = LlamaBackend(choices["educator"].path, runtime, thread)
-            poet_backend = LlamaBackend(choices["poet"].path, runtime, thread)
+            educator_backend = LlamaBackend(choices["educator"].path, runtime, thread, thinking.educator)
+            poet_backend = LlamaBackend(choices["poet"].path, runtime, thread, thinking.poet)
         except BaseException:
             thread.close()
             raise
@@ -152,7 +154,7 @@ class Engine:
         engine = cls(
             RoleChat("educator", educator_backend, persona.educator_system, sampling.educator),
             RoleChat("poet", poet_backend, persona.poet_system, sampling.poet),
-            choices, thread=thread, runtime=runtime,
+            choices, thread=thread, runtime=runtime, thinking=thinking,
         )
 
         def close_all():
@@ -169,7 +171,7 @@ class Engine:
         before the old one closes, so a bad file leaves the role as it was."""
         from poetry_workshop.inference.llama_backend import LlamaBackend
 
-        new = LlamaBackend(choice.path, self._runtime, self._thread)
+        new = LlamaBackend(choice.path, self._runtime, self._thread, getattr(self._thinking, choice.role))
         try:
             new.load()
         except BaseException:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from poetry_workshop.errors import ModelFileError
+from poetry_workshop.inference.thinking import ThinkingTemplate, thinking_template
 
 MAGIC = b"GGUF"
 
@@ -64,6 +65,11 @@ class GGUFInfo:
     @property
     def template_family(self) -> str:
         return template_family(self.chat_template)
+
+    @property
+    def thinking(self) -> ThinkingTemplate:
+        """Whether the model behind the template reasons in think blocks, and can be told not to."""
+        return thinking_template(self.chat_template)
 
 
 def template_family(template: str | None) -> str:

@@ -9,6 +9,9 @@ Why each choice:
   new turn.
 - Control tokens (end of turn, role headers) are rendered as empty text by the detokenizer,
   so generation stops on their token ids, and on their literal text as a second guard.
+- A thinking model's reasoning is cut from the stream here, the one place every front end
+  and the store read from (`reasoning_filter`); its tokens are counted apart. The template
+  is rendered with the role's thinking setting, the same way for counting and generating.
 """
 
 from __future__ import annotations
@@ -25,6 +28,14 @@ from poetry_workshop.config.schema import Runtime, Sampling
 from poetry_workshop.errors import GenerationError, ModelFileError
 from poetry_workshop.inference.gguf_file import GGUFInfo, read_gguf, require_chat_template
 from poetry_workshop.inference.inference_thread import InferenceThread
+from poetry_workshop.inference.reasoning_filter import ReasoningFilter
+from poetry_workshop.inference.thinking import (
+    THINK_CLOSE,
+    THINK_OPEN,
+    close_open_thought,
+    opens_thought,
+    thinking_template,
+)
 
 
 @dataclass
@@ -33,10 +44,11 @@ class GenerationStats:
 
     prompt_tokens: int
     evaluated_tokens: int  # prompt tokens not already in the KV cache
-    generated_tokens: int
+    generated_tokens: int  # reasoning included: what the call cost
     seconds: float
     finish_reason: str  # "stop" (end of turn), "length" (max_tokens), "cancelled"
     dropped_rounds: int = 0
+    thinking_tokens: int = 0  # of the generated tokens, those spent reasoning in <think>…</think>
 
     @property
     def tokens_per_second(self) -> float:
@@ -45,7 +57,7 @@ class GenerationStats:
 
 @dataclass
 class Completion:
-    text: str  # exactly what was generated, stop tokens excluded
+    text: str  # exactly what was generated, stop tokens and reasoning excluded
     stats: GenerationStats
 
 
@@ -106,15 +118,18 @@ class _StopText:
 class LlamaBackend:
     """One GGUF file, one `Llama` object, used only on the shared inference thread."""
 
-    def __init__(self, path: Path, runtime: Runtime, thread: InferenceThread):
+    def __init__(self, path: Path, runtime: Runtime, thread: InferenceThread, thinking: bool = False):
         self.path = Path(path)
         self.info: GGUFInfo = read_gguf(self.path)  # fails fast, before any load
         self.template = require_chat_template(self.info)
+        self.thinking_template = thinking_template(self.template)
+        self.thinking = thinking  # the role's setting: let a thinking model reason first
         self.runtime = runtime
         self._thread = thread
         self._llm = None
         self._formatter = None
         self._stop_ids: set[int] = set()
+        self._think_ids: set[int] = set()
         self.stop_texts: list[str] = []
 
     # -------------------------------------------------------------- on the inference thread
@@ -144,7 +159,7 @@ class LlamaBackend:
         eos_text = self._piece(llm, llm.token_eos())
         bos_text = self._piece(llm, llm.token_bos()) if llm.token_bos() >= 0 else ""
         self._formatter = Jinja2ChatFormatter(self.template, eos_token=eos_text, bos_token=bos_text)
-        self._stop_ids, self.stop_texts = self._turn_markers(llm)
+        self._stop_ids, self.stop_texts, self._think_ids = self._turn_markers(llm)
         self._bos_text = bos_text
         self._llm = llm
         return llm
@@ -153,16 +168,19 @@ class LlamaBackend:
     def _piece(llm, token: int) -> str:
         return llm.detokenize([token], special=True).decode("utf-8", errors="ignore")
 
-    def _turn_markers(self, llm) -> tuple[set[int], list[str]]:
-        """Control tokens that end a turn or start a role header.
+    def _turn_markers(self, llm) -> tuple[set[int], list[str], set[int]]:
+        """Control tokens that end a turn or start a role header, and the think tags' tokens.
 
         End-of-generation tokens always; other control tokens when their text appears in the
-        chat template (that is what a role header or turn separator is)."""
+        chat template (that is what a role header or turn separator is), except the think
+        tags: a thinking template mentions them too, and they open reasoning, not a turn.
+        A think tag that is a control token is detokenized as text, for the reasoning filter."""
         import llama_cpp
 
         vocab = llama_cpp.llama_model_get_vocab(llm.model)
         ids: set[int] = set()
         texts: set[str] = set()
+        think: set[int] = set()
         for token in range(llm.n_vocab()):
             attr = llama_cpp.llama_vocab_get_attr(vocab, token)
             if llama_cpp.llama_vocab_is_eog(vocab, token):
@@ -172,19 +190,27 @@ class LlamaBackend:
                     texts.add(piece)
             elif attr & llama_cpp.LLAMA_TOKEN_ATTR_CONTROL:
                 piece = self._piece(llm, token)
-                if piece and piece in self.template:
+                if piece in (THINK_OPEN, THINK_CLOSE):
+                    think.add(token)
+                elif piece and piece in self.template:
                     ids.add(token)
                     texts.add(piece)
-        return ids, sorted(texts)
+        return ids, sorted(texts), think
 
-    def _render(self, messages: list[dict[str, str]]) -> list[int]:
-        llm = self._ensure_loaded()
+    def _render(self, messages: list[dict[str, str]]) -> str:
+        """The prompt text for `messages`: the one rendering both counting and generating use."""
+        self._ensure_loaded()
         try:
-            prompt = self._formatter(messages=messages).prompt
+            prompt = self._formatter(messages=messages, **self.thinking_template.render_kwargs(self.thinking)).prompt
         except Exception as exc:  # a template's raise_exception or a Jinja error
             raise GenerationError(f"{self.path}: its chat template refused the conversation ({exc})")
+        # A template with no switch that always opens a think block (DeepSeek-R1) is turned
+        # off the way Qwen3's switch does it: an empty block, closed.
+        return prompt if self.thinking else close_open_thought(prompt)
+
+    def _tokenize(self, prompt: str) -> list[int]:
         has_bos = bool(self._bos_text) and prompt.startswith(self._bos_text)
-        return llm.tokenize(prompt.encode("utf-8"), add_bos=not has_bos, special=True)
+        return self._ensure_loaded().tokenize(prompt.encode("utf-8"), add_bos=not has_bos, special=True)
 
     # ------------------------------------------------------------------- from any thread
     @property
@@ -196,7 +222,7 @@ class LlamaBackend:
 
     def prompt_tokens(self, messages: list[dict[str, str]]) -> list[int]:
         """The exact tokens a generation for `messages` would evaluate."""
-        return self._thread.call(lambda: self._render(messages))
+        return self._thread.call(lambda: self._tokenize(self._render(messages)))
 
     def count_tokens(self, messages: list[dict[str, str]]) -> int:
         return len(self.prompt_tokens(messages))
@@ -219,11 +245,14 @@ class LlamaBackend:
 
         def produce(emit) -> GenerationStats:
             llm = self._ensure_loaded()
-            tokens = self._render(messages)
+            prompt = self._render(messages)
+            tokens = self._tokenize(prompt)
             reused = _reused_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
             llm.set_seed(self.runtime.seed + seed_offset)
             started = time.perf_counter()
-            text = _StopText(self.stop_texts, emit)
+            reasoning = ReasoningFilter(emit, inside=opens_thought(prompt))
+            text = _StopText(self.stop_texts, reasoning.feed)
+            thinking_tokens = 0
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             generated: list[int] = []
             finish = "length"
@@ -244,9 +273,15 @@ class LlamaBackend:
                     if token in self._stop_ids:
                         finish = "stop"
                         break
-                    piece = llm.detokenize([token])
+                    piece = llm.detokenize([token], special=token in self._think_ids)
                     generated.append(token)
-                    if text.feed(decoder.decode(piece)):
+                    was_thinking = reasoning.inside
+                    stopped = text.feed(decoder.decode(piece))
+                    # A tag token counts as reasoning (it opens or closes it); a tag spelt in
+                    # several tokens may leave one or two on the answer's side.
+                    if was_thinking or reasoning.inside:
+                        thinking_tokens += 1
+                    if stopped:
                         finish = "stop"
                         break
                     if len(generated) >= max_tokens:
@@ -255,12 +290,14 @@ class LlamaBackend:
                 stream.close()
             if finish != "stop":
                 text.finish(decoder.decode(b"", final=True))
+            reasoning.finish()
             return GenerationStats(
                 prompt_tokens=len(tokens),
                 evaluated_tokens=len(tokens) - reused,
                 generated_tokens=len(generated),
                 seconds=time.perf_counter() - started,
                 finish_reason=finish,
+                thinking_tokens=thinking_tokens,
             )
 
         parts: list[str] = []

@@ -270,7 +270,10 @@ class WorkshopScreen(Screen):
                 n_ctx = self.studio.engine.role(role).backend.n_ctx
                 used = event.stats.prompt_tokens + event.stats.generated_tokens
                 context = f"{role} context {used / n_ctx:.0%}"
-                status.set_activity(status.activity, f"{event.stats.tokens_per_second:.0f} tok/s", context)
+                speed = f"{event.stats.tokens_per_second:.0f} tok/s"
+                if event.stats.thinking_tokens:  # the reasoning itself is never shown: one collapsed line
+                    speed += f" │ thinking… ({event.stats.thinking_tokens} tokens)"
+                status.set_activity(status.activity, speed, context)
             self.refresh_from_session()
         elif isinstance(event, Notice):
             self.notify(event.text, title="Context", severity="warning")

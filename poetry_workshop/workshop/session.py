@@ -275,6 +275,11 @@ class WorkshopSession:
         text = clean(reply.text, self._specials(role))
         if not text and not reply.stopped:
             chat.conversation.turns = chat.conversation.turns[:-2]  # as if never asked
+            if reply.stats.thinking_tokens and reply.stats.finish_reason == "length":
+                raise GenerationError(
+                    f"the {role.capitalize()} spent all {reply.stats.generated_tokens} tokens thinking and wrote "
+                    f"no {action}; turn thinking off ([inference_config.thinking] {role} = false) or raise its max_tokens"
+                )
             raise GenerationError(f"the {role.capitalize()} returned an empty {action}; try again")
         meta: dict[str, Any] = {
             "prompt": user_text,
