@@ -241,11 +241,5 @@ def cmd_prepare(args) -> int:
         if report.token_note:
             print(f"warning: {report.token_note}", file=sys.stderr)
         print(f"{report.role}: {report.paths['train']} and {report.paths['valid'].name}")
-        print(f"  {'task':<12} {'train':>6} {'valid':>6}")
-        for task in sorted({t for t, _ in report.counts}):
-            print(f"  {task:<12} {report.counts.get((task, 'train'), 0):>6} {report.counts.get((task, 'valid'), 0):>6}")
-        p = report.percentiles()
-        print("  tokens: " + ", ".join(f"{k} {v}" for k, v in p.items()))
-        for reason, n in report.dropped.items():
-            print(f"  dropped {n}: {reason}")
+        print("\n".join(report.table()))
     return ExitCode.OK

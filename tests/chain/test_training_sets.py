@@ -133,7 +133,11 @@ def test_prepare_writes_both_sets_with_counts_and_token_lengths(starter_base):
     poet_train = read(data / "poet_training" / "train.jsonl")
     assert train and valid and poet_train
     assert all(check_conversation(e["messages"]) is None for e in train + valid + poet_train)
-    assert "critiques" in out.stdout and "tokens: p50" in out.stdout and "could not load" not in out.stderr
+    assert "could not load" not in out.stderr
+    header = next(line for line in out.stdout.splitlines() if line.split()[:1] == ["task"])
+    assert header.split() == ["task", "train", "valid", "p50", "p90", "p99", "max", "over", "max_seq"]
+    critiques = next(line for line in out.stdout.splitlines() if line.split()[:1] == ["critiques"]).split()
+    assert int(critiques[3]) <= int(critiques[6]) <= 1024 and critiques[7] == "0"  # p50 <= max, none too long
     again = run_cli("data", "prepare", "--seed", "5")
     assert again.returncode == 0
     assert read(data / "educator_training" / "train.jsonl") == train  # deterministic for a seed
@@ -144,7 +148,12 @@ def test_examples_longer_than_max_seq_are_dropped_and_counted(starter_base, monk
     write_gated(corpus())
     out = run_cli("data", "prepare", "--educator-only")
     assert out.returncode == 0, out.stderr
-    assert "dropped" in out.stdout and "longer than max_seq 640" in out.stdout
+    assert "longer than max_seq 640" in out.stdout and "max_seq 640" in out.stdout.splitlines()[1]
+    # Per task: how many were over max_seq, beside the percentiles that show by how much.
+    rows = {line.split()[0]: line.split() for line in out.stdout.splitlines()[3:] if line.startswith("  ")}
+    over = {task: int(cells[7]) for task, cells in rows.items() if task not in ("all", "dropped:")}
+    assert sum(over.values()) == int(rows["all"][7]) > 0
+    assert all(int(rows[task][6]) > 640 for task, n in over.items() if n)
     counter = TokenCounter(str(STARTER))
     assert counter.note is None
     for e in read(locations.data_dir() / "educator_training" / "train.jsonl"):

@@ -22,6 +22,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 from poetry_workshop import locations
 from poetry_workshop.errors import ConfigError
@@ -171,22 +172,31 @@ def split_groups(records: list[dict], share: float, seed: int) -> dict[str, str]
 
 
 class TokenCounter:
-    """Tokens of a conversation under the base model's own chat template and tokenizer.
+    """Tokens of a conversation under the base model's own chat template and tokenizer,
+    rendered as training will render it (no generation prompt; thinking templates with
+    thinking off).
 
     A local GGUF base (the starter model offline) is read by llama.cpp with its vocabulary
-    only; a Hugging Face base through transformers, from the local cache first. When
-    neither is available the length is estimated at 3 characters a token, and `note` says so."""
+    only; a Hugging Face base through transformers, from the local cache first. A base that
+    ships no chat template (the pretrained Gemma 3 270M) is counted under its family's
+    template, the one training gives it. `chat_template` overrides the base's own (a
+    vocabulary-only GGUF standing in for a hub model). When no tokenizer can be loaded the
+    length is estimated at 3 characters a token, and `note` says so."""
 
-    def __init__(self, base_model: str):
+    def __init__(self, base_model: str, chat_template: str | None = None, *, tokenizer=None):
+        """`tokenizer`: a transformers tokenizer already loaded, with its template set, to
+        count with instead of loading the base's."""
         self.base_model = base_model
         self.note: str | None = None
         self._count: Callable[[Conversation], int]
         path = locations.resolve_project_path(base_model)
         try:
-            if base_model.endswith(".gguf"):
-                self._count = self._gguf(path)
+            if tokenizer is not None:
+                self._count = self._hf_count(tokenizer)
+            elif base_model.endswith(".gguf"):
+                self._count = self._gguf(path, chat_template)
             else:
-                self._count = self._transformers(base_model)
+                self._count = self._transformers(base_model, chat_template)
         except Exception as exc:  # any loader failure falls back to an estimate, said out loud
             self.note = (f"could not load the tokenizer of {base_model} ({type(exc).__name__}: {str(exc)[:120]}); "
                          "lengths are estimated at 3 characters a token")
@@ -196,70 +206,128 @@ class TokenCounter:
         return self._count(messages)
 
     @staticmethod
-    def _gguf(path: Path) -> Callable[[Conversation], int]:
+    def _gguf(path: Path, chat_template: str | None) -> Callable[[Conversation], int]:
         import llama_cpp
+        from llama_cpp._utils import suppress_stdout_stderr
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        from poetry_workshop.pipeline.training.chat_examples import fallback_template, template_options
 
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found")
-        from llama_cpp._utils import suppress_stdout_stderr
-
         # A vocabulary-only load has no training context and llama.cpp warns about it on
         # stderr; nothing here runs the model, so that warning is noise.
         with suppress_stdout_stderr(disable=False):
             llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
-        template = llm.metadata.get("tokenizer.chat_template")
+        architecture = llm.metadata.get("general.architecture", "")
+        template = chat_template or llm.metadata.get("tokenizer.chat_template") or fallback_template(architecture)
         if not template:
-            raise ValueError("the GGUF has no chat template")
+            raise ValueError(f"the GGUF ({architecture or 'unknown architecture'}) has no chat template "
+                             "and none is known for its family")
         eos = llm._model.token_get_text(llm.token_eos())
         bos = llm._model.token_get_text(llm.token_bos()) if llm.token_bos() >= 0 else ""
-        formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+        # As training renders: the conversation alone, no generation prompt after it.
+        formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos, add_generation_prompt=False)
+        # The formatter passes extra keywords into the template, as apply_chat_template does;
+        # the options are the ones training uses (thinking off), decided by the same rule.
+        options = template_options(SimpleNamespace(chat_template=template))
 
         def count(messages: Conversation) -> int:
-            prompt = formatter(messages=messages).prompt
+            prompt = formatter(messages=messages, **options).prompt
             return len(llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
 
         return count
 
     @staticmethod
-    def _transformers(name: str) -> Callable[[Conversation], int]:
-        from transformers import AutoTokenizer
+    def _transformers(name: str, chat_template: str | None) -> Callable[[Conversation], int]:
+        from transformers import AutoConfig, AutoTokenizer
 
-        try:
-            tok = AutoTokenizer.from_pretrained(name, local_files_only=True)
-        except OSError:
-            tok = AutoTokenizer.from_pretrained(name)
-        return lambda messages: len(tok.apply_chat_template(messages, tokenize=True))
+        from poetry_workshop.pipeline.training.chat_examples import give_template
+
+        def load(kind, **kwargs):
+            try:
+                return kind.from_pretrained(name, local_files_only=True, **kwargs)
+            except OSError:
+                return kind.from_pretrained(name, **kwargs)
+
+        tok = load(AutoTokenizer)
+        if chat_template:
+            tok.chat_template = chat_template
+        elif not tok.chat_template:
+            give_template(tok, load(AutoConfig).model_type)  # as training does; refused by name when unknown
+        return TokenCounter._hf_count(tok)
+
+    @staticmethod
+    def _hf_count(tokenizer) -> Callable[[Conversation], int]:
+        from poetry_workshop.pipeline.training.chat_examples import conversation_ids
+
+        # The very ids training will see (apply_chat_template returns a BatchEncoding in
+        # transformers 5, whose len() is its number of keys, not of tokens).
+        return lambda messages: len(conversation_ids(tokenizer, messages))
 
 
 # ------------------------------------------------------------------------- the sets
+
+
+def token_percentiles(lengths: Iterable[int]) -> dict[str, int]:
+    """p50, p90, p99 and max of token lengths (nearest rank); empty when there are none."""
+    ordered = sorted(lengths)
+    if not ordered:
+        return {}
+
+    def at(q: float) -> int:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    return {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": ordered[-1]}
 
 
 @dataclass
 class SetReport:
     role: str
     paths: dict[str, Path] = field(default_factory=dict)
-    counts: dict[tuple[str, str], int] = field(default_factory=Counter)  # (task, split) -> examples
+    counts: dict[tuple[str, str], int] = field(default_factory=Counter)  # (task, split) -> examples written
     dropped: Counter = field(default_factory=Counter)  # reason -> examples
-    lengths: list[int] = field(default_factory=list)
+    too_long: Counter = field(default_factory=Counter)  # task -> examples dropped for being over max_seq
+    # task -> tokens of every example measured, the ones too long included: what max_seq must fit.
+    lengths: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    max_seq: int = 0
+    base_model: str = ""
     token_note: str | None = None
 
-    def percentiles(self) -> dict[str, int]:
-        if not self.lengths:
-            return {}
-        ordered = sorted(self.lengths)
+    def percentiles(self, task: str | None = None) -> dict[str, int]:
+        """Token percentiles of one task's examples, or of all of them."""
+        return token_percentiles(self.lengths.get(task, []) if task else
+                                 (n for values in self.lengths.values() for n in values))
 
-        def at(q: float) -> int:
-            return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    def table(self) -> list[str]:
+        """Per task: examples written to each split, token percentiles, and how many were
+        over max_seq; then a total row and every other reason an example was dropped."""
+        tasks = sorted({t for t, _ in self.counts} | set(self.lengths))
+        lines = [f"  tokens under {self.base_model}, max_seq {self.max_seq}",
+                 f"  {'task':<12} {'train':>6} {'valid':>6} {'p50':>6} {'p90':>6} {'p99':>6} {'max':>6}  over max_seq"]
 
-        return {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": ordered[-1]}
+        def row(name: str, train: int, valid: int, p: dict[str, int], over: int, measured: int) -> str:
+            cells = " ".join(f"{p.get(k, '-'):>6}" for k in ("p50", "p90", "p99", "max"))
+            share = f"{over} ({100 * over / measured:.0f}%)" if over else "0"
+            return f"  {name:<12} {train:>6} {valid:>6} {cells}  {share}"
+
+        for task in tasks:
+            lines.append(row(task, self.counts.get((task, "train"), 0), self.counts.get((task, "valid"), 0),
+                             self.percentiles(task), self.too_long[task], len(self.lengths.get(task, []))))
+        if len(tasks) > 1:
+            lines.append(row("all", sum(n for (_, s), n in self.counts.items() if s == "train"),
+                             sum(n for (_, s), n in self.counts.items() if s == "valid"), self.percentiles(),
+                             sum(self.too_long.values()), sum(len(v) for v in self.lengths.values())))
+        if self.dropped:
+            lines.append("  dropped: " + ", ".join(f"{n} {reason}" for reason, n in self.dropped.most_common()))
+        return lines
 
 
 def build_set(role: str, records: list[dict], split: dict[str, str], persona: Persona, max_seq: int,
               counter: TokenCounter, cap: int | None, share: float) -> tuple[dict[str, list[dict]], SetReport]:
     make = educator_examples if role == "educator" else poet_examples
     system = persona.educator_system if role == "educator" else persona.poet_system
-    report = SetReport(role, token_note=counter.note)
+    report = SetReport(role, max_seq=max_seq, base_model=counter.base_model, token_note=counter.note)
     sets: dict[str, list[dict]] = {"train": [], "valid": []}
     for record in records:
         for messages in make(record, system):
@@ -268,18 +336,19 @@ def build_set(role: str, records: list[dict], split: dict[str, str], persona: Pe
                 report.dropped[problem] += 1
                 continue
             n = counter(messages)
+            report.lengths[record["task"]].append(n)
             if n > max_seq:
                 report.dropped[f"longer than max_seq {max_seq}"] += 1
+                report.too_long[record["task"]] += 1
                 continue
             which = split[record["id"]]
-            sets[which].append({"messages": messages, "_task": record["task"], "_tokens": n})
+            sets[which].append({"messages": messages, "_task": record["task"]})
     if cap is not None:
         sets["train"] = sets["train"][:cap]
         sets["valid"] = sets["valid"][:max(1, round(cap * share / max(1e-9, 1 - share)))]
     for which, examples in sets.items():
         for e in examples:
             report.counts[(e.pop("_task"), which)] += 1
-            report.lengths.append(e.pop("_tokens"))
     return sets, report
 
 
