@@ -12,8 +12,8 @@ def test_shipped_files_load_with_the_seed_values():
     s = config.load_settings(environ={})
     assert s.inference.runtime.n_ctx == 4096
     assert s.educator_training.lora.r == 64 and s.educator_training.lora.alpha == 128
-    assert s.educator_training.training.num_epochs == 4 and s.educator_training.training.max_seq == 1024
-    assert s.poet_training.training.num_epochs == 6 and s.poet_training.training.max_seq == 512
+    assert s.educator_training.training.num_epochs == 4 and s.educator_training.training.max_seq == 4096
+    assert s.poet_training.training.num_epochs == 6 and s.poet_training.training.max_seq == 2048
     assert s.educator_training.training.base_model == "meta-llama/Llama-3.1-8B-Instruct"
     assert s.export.export.quantization == "Q4_K_M"
     assert s.generation.claude.model == "claude-sonnet-5-5"
