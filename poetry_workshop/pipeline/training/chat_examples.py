@@ -1,11 +1,19 @@
 """One training conversation as token ids and a loss mask, under the base model's template.
 
-The loss covers the assistant turns only, and each turn's end-of-turn token is inside the
-trained span, so the model learns to stop; system prompts, requests and template markup
-are context. Spans are found by rendering the conversation turn by turn: the assistant's
-part is what the full rendering adds after the rendering that ends with the generation
-prompt. A template that rewrites earlier turns (so a prefix does not stay a prefix) is
-refused with its name, rather than trained on with a wrong mask.
+The loss covers exactly the assistant turns and each one's end-of-turn token, so the model
+learns to stop; system prompts, requests and template markup (the newline some templates put
+after the end-of-turn token included) are context.
+
+The ids are the whole conversation rendered once, as the app will render it at inference.
+Each assistant turn's span is what its own rendering adds after the rendering that ends with
+the generation prompt; that span is then found, in order, in the whole conversation. So a
+template that rewrites earlier turns still trains right: Qwen3 drops the (empty) think block
+of earlier assistant turns, Mistral moves the system prompt into the last user turn. A span
+that cannot be found (the template changes the assistant's own words) is refused with the
+reason, rather than trained on with a wrong mask.
+
+Thinking templates (Qwen3's `enable_thinking`) are rendered with thinking off: the teaching
+data has no reasoning in it, and the app runs these models with thinking off by default.
 """
 
 from __future__ import annotations
@@ -21,40 +29,120 @@ class TokenizedExample:
     assistant_masks: list[int]  # 1 where the loss applies
 
 
-def _ids(tokenizer, messages: list[dict], generation_prompt: bool) -> list[int]:
-    out = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=generation_prompt)
-    if isinstance(out, dict) or hasattr(out, "keys"):  # BatchEncoding in newer transformers
+def is_thinking_template(template: str | None) -> bool:
+    """A template that can open a reasoning block before the answer."""
+    return bool(template) and ("enable_thinking" in template or "<think>" in template)
+
+
+def template_options(tokenizer) -> dict:
+    """What every rendering for training passes to the template: thinking off where the
+    template has the switch (it is ignored by templates that do not read it)."""
+    return {"enable_thinking": False} if "enable_thinking" in (tokenizer.chat_template or "") else {}
+
+
+def conversation_ids(tokenizer, messages: list[dict], generation_prompt: bool = False) -> list[int]:
+    """The ids of `messages` under the base's chat template, as the app renders them."""
+    out = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=generation_prompt,
+                                        **template_options(tokenizer))
+    if isinstance(out, dict) or hasattr(out, "keys"):  # a BatchEncoding in transformers 5
         out = out["input_ids"]
     return list(out)
 
 
-def tokenize_conversation(tokenizer, messages: list[dict]) -> TokenizedExample:
-    ids: list[int] = []
-    mask: list[int] = []
+def _find(ids: list[int], span: list[int], start: int) -> int:
+    for i in range(start, len(ids) - len(span) + 1):
+        if ids[i:i + len(span)] == span:
+            return i
+    return -1
+
+
+def tokenize_conversation(tokenizer, messages: list[dict], end_of_turn: int | None = None) -> TokenizedExample:
+    """`end_of_turn` (see end_of_turn_id) may be passed in to save two renderings a call."""
+    if end_of_turn is None:
+        end_of_turn = end_of_turn_id(tokenizer)
+    ids = conversation_ids(tokenizer, messages[: _last_assistant(messages) + 1])
+    mask = [0] * len(ids)
+    at = 0
     for k, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        prompt = _ids(tokenizer, messages[:k], generation_prompt=True)
-        full = _ids(tokenizer, messages[: k + 1], generation_prompt=False)
-        if full[: len(prompt)] != prompt or prompt[: len(ids)] != ids:
+        prompt = conversation_ids(tokenizer, messages[:k], generation_prompt=True)
+        turn = conversation_ids(tokenizer, messages[: k + 1])
+        if turn[: len(prompt)] != prompt:
             raise ConfigError(
-                "the base model's chat template does not render a conversation as a growing prefix; "
-                "choose a base whose template appends turns (ChatML, Llama 3 and most instruct models do)"
-            )
-        mask += [0] * (len(prompt) - len(ids)) + [1] * (len(full) - len(prompt))
-        ids = full
+                "the base model's chat template renders an assistant turn differently from its own generation "
+                "prompt; choose a base whose template appends turns (ChatML, Llama 3, Qwen, Gemma, Mistral)")
+        span = turn[len(prompt):]
+        if end_of_turn in span:  # markup after the end-of-turn token (a newline) is not the answer
+            span = span[: len(span) - span[::-1].index(end_of_turn)]
+        found = _find(ids, span, at)
+        if not span or found < 0:
+            raise ConfigError(
+                f"the base model's chat template rewrites assistant turn {k} inside a longer conversation, so its "
+                "loss mask cannot be placed; choose a base whose template keeps the assistant's words as written")
+        mask[found:found + len(span)] = [1] * len(span)
+        at = found + len(span)
     return TokenizedExample(ids, mask)
+
+
+def _last_assistant(messages: list[dict]) -> int:
+    for k in range(len(messages) - 1, -1, -1):
+        if messages[k]["role"] == "assistant":
+            return k
+    raise ConfigError("a training conversation has no assistant turn")
 
 
 def end_of_turn_id(tokenizer) -> int:
     """The token that ends an assistant turn in the template: the first token the template
     puts after an assistant's text."""
     probe = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
-    prompt = _ids(tokenizer, probe[:1], generation_prompt=True)
-    full = _ids(tokenizer, probe, generation_prompt=False)
+    prompt = conversation_ids(tokenizer, probe[:1], generation_prompt=True)
+    full = conversation_ids(tokenizer, probe)
     added = full[len(prompt):]
     content = tokenizer.encode("b", add_special_tokens=False)
     for i in range(len(added) - len(content) + 1):
         if added[i:i + len(content)] == content and i + len(content) < len(added):
             return added[i + len(content)]
     raise ConfigError("could not find the end-of-turn token of the base model's chat template")
+
+
+# Gemma 3's instruct template, text only. A Gemma base without a template (the pretrained
+# Gemma 3 270M) gets it, so the model it becomes speaks the format its tokenizer already has
+# tokens for (<start_of_turn>, <end_of_turn>). Gemma has no system role: the system prompt is
+# folded into the first user turn, as Google's own template does.
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- if messages[0]['role'] == 'system' -%}"
+    "{%- set first_user_prefix = messages[0]['content'] + '\\n\\n' -%}"
+    "{%- set loop_messages = messages[1:] -%}"
+    "{%- else -%}"
+    "{%- set first_user_prefix = '' -%}"
+    "{%- set loop_messages = messages -%}"
+    "{%- endif -%}"
+    "{%- for message in loop_messages -%}"
+    "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
+    "{{ '<start_of_turn>' + role + '\\n' + (first_user_prefix if loop.first else '') }}"
+    "{{ message['content'] | trim }}"
+    "{{ '<end_of_turn>\\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\\n' }}{%- endif -%}"
+)
+
+
+def fallback_template(model_type: str) -> str | None:
+    """The chat template given to a base that ships none, by its architecture; None when
+    there is no right choice to make for it."""
+    return GEMMA_TEMPLATE if model_type.startswith("gemma") else None
+
+
+def give_template(tokenizer, model_type: str) -> str | None:
+    """Give a template-less tokenizer its family's template; returns a line saying so, or
+    None when it had one. A base with neither is refused by name."""
+    if tokenizer.chat_template:
+        return None
+    template = fallback_template(model_type)
+    if template is None:
+        raise ConfigError(f"the base model ({model_type}) has no chat template and none is known for its family; "
+                          "choose an instruct model, or a Gemma base")
+    tokenizer.chat_template = template
+    return f"the base has no chat template; training with the {model_type.split('_')[0]} template, which the export keeps"
