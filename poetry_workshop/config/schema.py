@@ -161,6 +161,8 @@ class ModalSettings:
     gpu_fallbacks: list[str] = setting(["H100", "A100-40GB"], "tried in order when gpu is busy")
     timeout_s: int = setting(6 * 3600, "limit for one training attempt")
     retries: int = setting(2, "attempts after a preemption or failure (resume from checkpoint)")
+    export_memory_mib: int = setting(65536, "memory of the export function: the merge holds the base in bf16")
+    export_cpu: float = setting(8.0, "CPU cores of the export function (merge, convert and quantize run on CPUs)")
     data_volume: str = setting("poetry-data", "volume holding the training sets")
     checkpoint_volume: str = setting("poetry-checkpoints", "volume holding checkpoints")
     gguf_volume: str = setting("poetry-gguf", "volume holding exported GGUF files")

@@ -9,7 +9,8 @@ never printed.
 
 A preempted or failed attempt is retried on the same input (`modal.Retries`); training then
 resumes from the newest checkpoint, which is safe because the checkpoint volume is
-committed after every checkpoint. Export commits the GGUF volume after publishing.
+committed after every checkpoint. Export works on the container's own disk and copies only
+the GGUF and its manifest into the GGUF volume (temporary name, then rename), then commits it.
 
 From this machine: `workshop train|export|pipeline|first-test --backend modal`, or
 `modal run poetry_workshop/pipeline/build/modal_main.py [--educator-only] [--poet-only]
@@ -20,6 +21,7 @@ imports the chain that calls it). The function options come from config/export_p
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -54,9 +56,14 @@ _project = locations.project_root()
 _settings = load_settings()
 MODAL = _settings.export.modal
 
+# llama.cpp compiles with -march=native unless told otherwise: an image built on one CPU
+# would then die with SIGILL (illegal instruction) on a container scheduled on another.
+BUILD_ENV = {"CMAKE_ARGS": "-DGGML_NATIVE=OFF"}
+
 image = (
     modal.Image.debian_slim(python_version="3.11")
     .apt_install("build-essential", "cmake")  # llama-cpp-python compiles llama.cpp
+    .env(BUILD_ENV)
     .pip_install(*IMAGE_PACKAGES)
     .env(CONTAINER_ENV)
     .add_local_dir(_project / "config", "/root/config")
@@ -80,9 +87,9 @@ TRAIN_OPTIONS = dict(
     retries=modal.Retries(max_retries=MODAL.retries, initial_delay=10.0, backoff_coefficient=2.0),
 )
 EXPORT_OPTIONS = dict(
-    gpu=None,  # merge, convert and quantize run on CPUs; memory holds the full-precision model
-    cpu=8.0,
-    memory=65536,
+    gpu=None,  # merge, convert and quantize run on CPUs; memory holds the base in bf16
+    cpu=MODAL.export_cpu,
+    memory=MODAL.export_memory_mib,
     volumes={CHECKPOINT_MOUNT: checkpoint_volume, GGUF_MOUNT: gguf_volume},
     secrets=[hf_secret],
     timeout=MODAL.timeout_s,
@@ -136,17 +143,27 @@ def train_role(role: str, layers: list[Layer], epochs: int | None = None, max_st
     return asdict(result.summary())  # plain data over the wire
 
 
+def scratch_dir() -> Path:
+    """The container's own disk for the export's scratch (the merged model, the f16 GGUF):
+    anything written under a mounted volume is uploaded by its background commits, scratch
+    included, and left there after a crash."""
+    return Path(tempfile.gettempdir())
+
+
 @app.function(**EXPORT_OPTIONS)
 def export_role(role: str, layers: list[Layer]) -> dict:
-    """Merge, convert, quantize, validate and publish one role's model to the GGUF volume."""
+    """Merge, convert, quantize and validate one role's model on the container's disk, then
+    publish only the GGUF and its manifest to the GGUF volume."""
     from poetry_workshop.pipeline.training.gguf_export import export
+    from poetry_workshop.pipeline.training.memory_plan import modal_export_memory
 
     out = [("cloud model folder", {"export_pipeline": {"export": {"output_dir": GGUF_MOUNT}}})] \
         if not modal.is_local() else []
     settings = load_settings(environ={}, extra=[*_remote_layers(role, layers), *out])
     config = settings.educator_training if role == "educator" else settings.poet_training
     require_hf_token(config.training.base_model)
-    result = export(role, settings, log=lambda m: print(f"{role}: {m}", flush=True))
+    result = export(role, settings, log=lambda m: print(f"{role}: {m}", flush=True), work_root=scratch_dir(),
+                    memory_limit=modal_export_memory(settings.export.modal))
     _commit(gguf_volume)
     return {"role": role, "gguf": result.gguf.name, "validation": result.validation}
 

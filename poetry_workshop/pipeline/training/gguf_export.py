@@ -1,6 +1,7 @@
 """From a trained adapter to the GGUF the app runs: merge, convert, quantize, validate, publish.
 
-1. Merge the adapter into the base in full precision (never into a 4-bit base), make the
+1. Merge the adapter into the base in bf16, fp16 where bf16 is unsupported (never into a
+   4-bit base), after the memory plan says it fits (memory_plan.py), make the
    template's end-of-turn token the EOS, and save the tokenizer and chat template with it.
 2. Convert with llama.cpp's `convert_hf_to_gguf.py` at a pinned version: it ships in the
    source distribution of the pinned llama-cpp-python release, with its `conversion/`
@@ -12,11 +13,13 @@
    prompts end with `stop` before `max_tokens` and leak no special token. A failure
    publishes nothing.
 5. Publish the GGUF and a manifest (base, data hash, config, converter, quant, sha256) by
-   rename, so `models/` never holds half a file.
+   rename (from another file system, such as the Modal container's own disk, by a copy under
+   a temporary name and a rename), so `models/` never holds half a file.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -30,7 +33,7 @@ from pathlib import Path
 
 from poetry_workshop import locations
 from poetry_workshop.errors import ConfigError, WorkshopError
-from poetry_workshop.files import sha256_of
+from poetry_workshop.files import copy_atomic, sha256_of
 from poetry_workshop.pipeline.training.base_model import quiet_transformers, resolve_base
 
 CONVERTER_MEMBERS = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/")
@@ -101,18 +104,19 @@ def _mkdir(path: Path) -> Path:
 
 
 def merge(base_name: str, adapter: Path, out: Path, log=lambda message: None) -> dict:
-    """The merged model in full precision, EOS set to the end-of-turn token."""
+    """The merged model in bf16 (device.py), EOS set to the end-of-turn token."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from poetry_workshop.pipeline.training.chat_examples import end_of_turn_id
+    from poetry_workshop.pipeline.training.device import merge_dtype
 
     if not (adapter / "adapter_config.json").is_file():
         raise ConfigError(f"{adapter}: no trained adapter here; run `workshop train` first")
     quiet_transformers()
     base = resolve_base(base_name, log)
-    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    dtype = getattr(torch, merge_dtype())  # bf16 (fp16 where unsupported): half of fp32's memory
     tokenizer = AutoTokenizer.from_pretrained(str(adapter))  # carries the pad token training chose
     model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
     if len(tokenizer) != model.get_input_embeddings().weight.shape[0]:
@@ -235,8 +239,25 @@ def published_is_current(role: str, settings) -> Path | None:
     return gguf if same and gguf.is_file() else None
 
 
-def export(role: str, settings, log=lambda message: None) -> ExportResult:
-    """The whole chain for one role; publishes into export.output_dir only if it validates."""
+def _publish(source: Path, target: Path) -> None:
+    """Into place by rename; from another file system (Modal's local disk to a volume) by a
+    copy under a temporary name beside the target, then a rename."""
+    try:
+        os.replace(source, target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        copy_atomic(source, target)
+
+
+def export(role: str, settings, log=lambda message: None, work_root: Path | None = None,
+           memory_limit=None) -> ExportResult:
+    """The whole chain for one role; publishes into export.output_dir only if it validates.
+    The merged model and the f16 GGUF are written in a folder under `work_root` (by default
+    the output folder itself); `memory_limit` (a memory_plan.MemoryLimit) replaces this
+    machine's RAM in the memory plan."""
+    from poetry_workshop.pipeline.training.device import merge_dtype
+    from poetry_workshop.pipeline.training.memory_plan import check_export
     from poetry_workshop.pipeline.training.trainer import checkpoints_dir, data_hash
 
     config = settings.educator_training if role == "educator" else settings.poet_training
@@ -246,10 +267,13 @@ def export(role: str, settings, log=lambda message: None) -> ExportResult:
         if (adapter / "workshop_training.json").is_file() else {}
     out_dir = _mkdir(locations.resolve_project_path(ex.output_dir))
     name = f"{role}.{ex.quantization}.gguf"
-    with tempfile.TemporaryDirectory(prefix=f".export-{role}.", dir=out_dir) as tmp:
+    base_name = trained.get("base_model", config.training.base_model)
+    if (adapter / "adapter_config.json").is_file():  # without one, merge says to train first
+        check_export(base_name, adapter, ex.quantization, settings.export.modal, merge_dtype(), log, memory_limit)
+    with tempfile.TemporaryDirectory(prefix=f".export-{role}.", dir=_mkdir(work_root or out_dir)) as tmp:
         work = Path(tmp)
         log("merging the adapter into the base")
-        merged_info = merge(trained.get("base_model", config.training.base_model), adapter, work / "merged", log)
+        merged_info = merge(base_name, adapter, work / "merged", log)
         converter = fetch_converter(ex.converter_version, ex.converter_sha256, log)
         log("converting to GGUF (f16)")
         convert(converter, work / "merged", work / "model.f16.gguf")
@@ -274,6 +298,6 @@ def export(role: str, settings, log=lambda message: None) -> ExportResult:
             "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         (work / f"{name}.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-        os.replace(work / name, out_dir / name)  # the model first: a manifest never names a missing file
-        os.replace(work / f"{name}.json", out_dir / f"{name}.json")
+        _publish(work / name, out_dir / name)  # the model first: a manifest never names a missing file
+        _publish(work / f"{name}.json", out_dir / f"{name}.json")
     return ExportResult(out_dir / name, out_dir / f"{name}.json", report)

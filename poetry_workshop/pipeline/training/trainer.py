@@ -10,7 +10,9 @@ progress goes to a callback as `TrainingProgress`.
 trl's SFTConfig defaults to bf16 and gradient checkpointing. On a CPU without bf16 units
 both cost far more than they save (bf16 matmuls are emulated; checkpointing runs every
 forward twice), which is why a stock SFTTrainer ran many times slower than a plain peft
-loop here. They are turned on only on CUDA.
+loop here. They are turned on only on CUDA (checkpointing on Apple's MPS too): device.py
+chooses the device and dtype, and memory_plan.py checks that the run fits it before a weight
+loads.
 """
 
 from __future__ import annotations
@@ -128,9 +130,10 @@ def adapter_is_current(role: str, settings, epochs: int | None = None) -> bool:
             and trained.get("epochs") == wanted_epochs and trained.get("complete", True))
 
 
-def cpu_friendly(cuda: bool) -> dict:
-    """SFTConfig settings that differ between CUDA and the CPU (see the module docstring)."""
-    return {"bf16": cuda, "gradient_checkpointing": cuda}
+def cpu_friendly(device) -> dict:
+    """SFTConfig settings that differ between CUDA, MPS and the CPU (see the module docstring);
+    `device` is a device.TrainingDevice."""
+    return device.trainer_flags()
 
 
 def choose_pad_token(tokenizer, model, end_of_turn: int) -> None:
@@ -147,10 +150,9 @@ def choose_pad_token(tokenizer, model, end_of_turn: int) -> None:
     model.config.pad_token_id = tokenizer.pad_token_id
 
 
-def load_base(config, cuda: bool, log: Callable[[str], None]):
+def load_base(config, device, log: Callable[[str], None]):
     """The base's tokenizer and model (4-bit on CUDA when configured), its end-of-turn token,
-    and a pad token that is neither that nor EOS."""
-    import torch
+    and a pad token that is neither that nor EOS. `device`: a device.TrainingDevice."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from poetry_workshop.pipeline.training.chat_examples import end_of_turn_id
@@ -159,13 +161,13 @@ def load_base(config, cuda: bool, log: Callable[[str], None]):
     base = resolve_base(config.training.base_model, log)
     try:
         tokenizer = AutoTokenizer.from_pretrained(base)
-        model_kwargs: dict = {"dtype": torch.bfloat16 if cuda else torch.float32}
-        if cuda and config.quantization.load_in_4bit:
+        model_kwargs: dict = {"dtype": device.torch_dtype()}
+        if device.can_load_4bit and config.quantization.load_in_4bit:
             from transformers import BitsAndBytesConfig
 
             model_kwargs["quantization_config"] = BitsAndBytesConfig(
                 load_in_4bit=True, bnb_4bit_quant_type=config.quantization.quant_type,
-                bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_use_double_quant=True)
+                bnb_4bit_compute_dtype=device.torch_dtype(), bnb_4bit_use_double_quant=True)
         model = AutoModelForCausalLM.from_pretrained(base, **model_kwargs)
     except OSError as exc:
         raise ConfigError(f"base model '{config.training.base_model}' could not be loaded "
@@ -191,9 +193,9 @@ def encode(tokenizer, conversations: list[list[dict]], max_seq: int) -> tuple[li
     return rows, dropped
 
 
-def training_arguments(run, out_dir: Path, num_epochs: int, max_steps: int | None, cuda: bool, evaluate: bool):
+def training_arguments(run, out_dir: Path, num_epochs: int, max_steps: int | None, device, evaluate: bool):
     """trl's SFTConfig for one run: checkpoints every `checkpoint_steps`, loss on the
-    assistant turns only (the masks), CPU-friendly settings off CUDA."""
+    assistant turns only (the masks), the device's own precision settings (device.py)."""
     from trl import SFTConfig
 
     return SFTConfig(
@@ -213,8 +215,8 @@ def training_arguments(run, out_dir: Path, num_epochs: int, max_steps: int | Non
         max_length=run.max_seq,
         seed=run.seed,
         report_to=[],
-        use_cpu=not cuda,
-        **cpu_friendly(cuda),
+        use_cpu=device.use_cpu,  # False on MPS too, so the Trainer puts the model on the Apple GPU
+        **cpu_friendly(device),
         dataloader_num_workers=0,
         disable_tqdm=True,
     )
@@ -238,9 +240,15 @@ def train(role: str, settings, *, epochs: int | None = None, max_steps: int | No
     # The sets are read and checked before torch loads: a bad line is named in a second.
     train_conversations = read_conversations(train_path)
     valid_conversations = read_conversations(valid_path) if valid_path.is_file() and valid_path.stat().st_size else []
+    # The memory plan, from the base's config alone: a base this device cannot hold is
+    # refused in seconds, with the way out, before a weight loads.
+    from poetry_workshop.pipeline.training.device import training_device
+    from poetry_workshop.pipeline.training.memory_plan import check_training
+
+    device = training_device()
+    check_training(config, settings.export.modal, device, log, examples=train_conversations + valid_conversations)
 
     import datasets
-    import torch
     from datasets import Dataset
 
     datasets.disable_progress_bars()
@@ -250,8 +258,7 @@ def train(role: str, settings, *, epochs: int | None = None, max_steps: int | No
 
     from poetry_workshop.pipeline.training.callbacks import WorkshopCallback
 
-    cuda = torch.cuda.is_available()
-    tokenizer, model, end_of_turn = load_base(config, cuda, log)
+    tokenizer, model, end_of_turn = load_base(config, device, log)
     train_rows, dropped = encode(tokenizer, train_conversations, run.max_seq)
     valid_rows, _ = encode(tokenizer, valid_conversations, run.max_seq)
     if not train_rows:
@@ -264,7 +271,7 @@ def train(role: str, settings, *, epochs: int | None = None, max_steps: int | No
         log(f"no complete checkpoint in {out_dir} (the newest was cut off); starting from the base")
 
     num_epochs = epochs if epochs is not None else run.num_epochs
-    args = training_arguments(run, out_dir, num_epochs, max_steps, cuda, evaluate=bool(valid_rows))
+    args = training_arguments(run, out_dir, num_epochs, max_steps, device, evaluate=bool(valid_rows))
     lora = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
                       target_modules=list(config.lora.target_modules), task_type="CAUSAL_LM")
     callback = WorkshopCallback(role, out_dir, on_progress=on_progress, on_checkpoint=on_checkpoint, cancel=cancel)
