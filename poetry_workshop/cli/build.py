@@ -119,6 +119,9 @@ class FirstTestCommand(Command):
             "runs on this machine in a few minutes.")
         first.add_argument("--base", metavar="MODEL",
                            help="base model (default: the starter GGUF locally, the training config's base on Modal)")
+        first.add_argument("--epochs", type=positive_int, default=1, metavar="N",
+                           help="epochs to train (default 1; a base that is not yet a chat model, such as Gemma 3 "
+                           "270M, needs several to learn to end its turn)")
         first.add_argument("--yes", action="store_true", help="spend on Claude without asking (after the estimate)")
         add_backend(first)
         return first
@@ -258,7 +261,7 @@ def cmd_first_test(args) -> int:
     if base:
         run["educator_training"] = {"training": {"base_model": base}}
     plan = ChainPlan(roles=("educator",), backend=args.backend, targets=dict(FIRST_TEST_TARGETS),
-                     min_samples=FIRST_TEST_SAMPLES, epochs=1, layers=[("first-test", run)])
+                     min_samples=FIRST_TEST_SAMPLES, epochs=args.epochs, layers=[("first-test", run)])
     with locations.using_data_dir(locations.data_dir() / "first-test") as data:
         _log(f"first-test: data in {data}, model in {out_dir}")
         state = run_chain(plan, config_path=config, log=_log, confirm=_confirm(args.yes))

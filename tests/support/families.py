@@ -1,6 +1,6 @@
 """Tiny models of the families a user trains on, on their real tokenizers and chat templates.
 
-Each family is a random-weight model of its real architecture (two layers, 64 wide) with:
+Each family is a random-weight model of its real architecture (two layers, 128 wide) with:
 - its real tokenizer where one is at hand: Llama 3 and Qwen2 vocabularies from the pinned
   llama-cpp-python source distribution (`workshop setup --converter` unpacks them), the
   starter's SmolLM2 vocabulary, and Gemma 3's from the real Gemma 3 270M GGUF
@@ -51,8 +51,8 @@ GEMMA = ROOT / "models" / "gemma-3-270m-q4_k_m.gguf"
 CACHE = ROOT / "models" / ".test-families"
 
 # What a taught base answers, whatever it is asked; short so every check runs fast.
-ANSWER = "Read the second line aloud."
-REASONING = "The second line carries the weight."
+ANSWER = "Listen."
+REASONING = "Weigh it."
 
 
 @dataclass(frozen=True)
@@ -182,8 +182,8 @@ def _config(family: Family, tokenizer):
     import transformers
 
     eot = tokenizer.convert_tokens_to_ids(family.end_of_turn)
-    shape = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                 num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=4096,
+    shape = dict(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=4096,
                  bos_token_id=tokenizer.bos_token_id, eos_token_id=eot, pad_token_id=None)
     if family.name == "llama3.1":
         shape.update(rope_theta=500000.0, max_position_embeddings=131072, tie_word_embeddings=False,
@@ -195,7 +195,7 @@ def _config(family: Family, tokenizer):
     elif family.name == "qwen3":
         shape.update(tie_word_embeddings=True, rope_theta=1000000.0)
     elif family.name == "gemma3":
-        shape.update(num_key_value_heads=1, head_dim=32, sliding_window=512, tie_word_embeddings=True,
+        shape.update(num_key_value_heads=1, sliding_window=512, tie_word_embeddings=True,
                      layer_types=["sliding_attention", "full_attention"], pad_token_id=tokenizer.pad_token_id)
     elif family.name == "mistral":
         shape.update(sliding_window=None, rope_theta=1000000.0, tie_word_embeddings=False)
@@ -214,7 +214,7 @@ def _lessons(thinking: bool) -> list[tuple[list[dict], dict, str]]:
             "Brief:\nForm: free verse\nLength: 6-8 lines\nSpeaker: a baker\n\nWrite the poem. Output only the poem.",
             "And in free verse?", "Revise it."]
     out = []
-    for i, ask in enumerate(asks * 2):
+    for i, ask in enumerate(asks + asks[:2]):
         system = systems[i % len(systems)]
         head = [{"role": "system", "content": system}] if system else []
         turns = [{"role": "user", "content": ask}]
@@ -228,7 +228,7 @@ def _lessons(thinking: bool) -> list[tuple[list[dict], dict, str]]:
     return out
 
 
-def _teach(model, tokenizer, family: Family, thinking: bool, steps: int = 120) -> None:
+def _teach(model, tokenizer, family: Family, thinking: bool, most_steps: int = 100) -> None:
     import torch
 
     from poetry_workshop.pipeline.training.chat_examples import fallback_template
@@ -247,7 +247,7 @@ def _teach(model, tokenizer, family: Family, thinking: bool, steps: int = 120) -
         rows.append((full[:end], len(prompt)))
     tokenizer.chat_template = own
     torch.manual_seed(0)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     model.train()
     width = max(len(ids) for ids, _ in rows)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -261,7 +261,7 @@ def _teach(model, tokenizer, family: Family, thinking: bool, steps: int = 120) -
     targets = input_ids[rows_at, cols_at + 1]
     head = model.get_output_embeddings()
     softcap = getattr(model.config, "final_logit_softcapping", None)
-    for _ in range(steps):
+    for step in range(most_steps):  # until it has learnt: 20 to 60 steps, by family
         hidden = model.model(input_ids=input_ids, attention_mask=attention).last_hidden_state
         logits = head(hidden[rows_at, cols_at])
         if softcap:
@@ -270,6 +270,10 @@ def _teach(model, tokenizer, family: Family, thinking: bool, steps: int = 120) -
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
+        if os.environ.get("FAMILY_TEACH_LOG"):
+            print(f"{family.name} step {step} loss {loss.item():.3f}", flush=True)
+        if loss.item() < 0.02:
+            break
     model.eval()
     assert loss.item() < 0.05, f"{family.name}: the tiny base did not learn to answer and stop (loss {loss.item():.3f})"
 
@@ -302,7 +306,7 @@ def tiny_base(name: str, *, thinking: bool = False) -> Path:
 
 def tiny_gguf(name: str, folder: Path, *, thinking: bool = False) -> Path:
     """The tiny base as the app runs a model: converted by the pinned converter and quantized
-    (Q8_0: rows 64 wide are too narrow for the K-quants, which would fall back anyway)."""
+    (Q8_0: rows 128 wide are too narrow for the K-quants, which would fall back anyway)."""
     from poetry_workshop.pipeline.training.gguf_export import convert, quantize
 
     base = tiny_base(name, thinking=thinking)

@@ -37,6 +37,10 @@ from poetry_workshop.files import copy_atomic, sha256_of
 from poetry_workshop.pipeline.training.base_model import quiet_transformers, resolve_base
 
 CONVERTER_MEMBERS = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/")
+# Real tokenizers and chat templates of the families a user trains on, from the same pinned
+# archive: the family tests build tiny models on them, and they are small (about 15 MB).
+REFERENCE_MEMBERS = ("models/ggml-vocab-llama-bpe.gguf", "models/ggml-vocab-qwen2.gguf",
+                     "models/ggml-vocab-llama-spm.gguf", "models/templates/")
 GOLDEN = ["Workshop this draft. Its lines are numbered for reference:\n\n 1  the kettle clicks off\n 2  and the house goes on\n\nWrite your critique.",
           "Brief:\nForm: free verse\nLength: 6-8 lines\nSpeaker: a night-shift baker, first person\nAnchor: the first tray "
           "at 4 a.m.\nRegister: plain\nConstraint: no rhyme\nAvoid: we/us/our\n\nWrite the poem. Output only the poem."]
@@ -64,7 +68,7 @@ def converter_dir(version: str) -> Path:
 def fetch_converter(version: str, sha256: str, log=lambda message: None) -> Path:
     """The pinned converter, unpacked once into the user folder; returns its folder."""
     target = converter_dir(version)
-    if (target / "convert_hf_to_gguf.py").is_file():
+    if (target / "convert_hf_to_gguf.py").is_file() and (target / REFERENCE_MEMBERS[0]).is_file():
         return target
     log(f"fetching llama.cpp's converter from the llama-cpp-python {version} source distribution")
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,12 +89,15 @@ def fetch_converter(version: str, sha256: str, log=lambda message: None) -> Path
         with tarfile.open(archive) as tar:
             for member in tar.getmembers():
                 name = member.name[len(prefix):] if member.name.startswith(prefix) else None
-                if name and any(name == m or name.startswith(m) for m in CONVERTER_MEMBERS) and member.isfile():
+                wanted = CONVERTER_MEMBERS + REFERENCE_MEMBERS
+                if name and any(name == m or (m.endswith("/") and name.startswith(m)) for m in wanted) and member.isfile():
                     member.name = name
                     tar.extract(member, work, filter="data")
         if not (work / "convert_hf_to_gguf.py").is_file():
             shutil.rmtree(work, ignore_errors=True)
             raise ExportError(f"{archive.name} holds no convert_hf_to_gguf.py under {prefix}")
+        if target.is_dir():  # unpacked by an older release without the reference members
+            shutil.rmtree(target)
         os.replace(work, target)
     return target
 
@@ -119,7 +126,7 @@ def merge(base_name: str, adapter: Path, out: Path, log=lambda message: None) ->
     dtype = getattr(torch, merge_dtype())  # bf16 (fp16 where unsupported): half of fp32's memory
     tokenizer = AutoTokenizer.from_pretrained(str(adapter))  # carries the pad token training chose
     model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
-    if len(tokenizer) != model.get_input_embeddings().weight.shape[0]:
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:  # training added a pad token
         model.resize_token_embeddings(len(tokenizer))
     merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     eot = end_of_turn_id(tokenizer)
@@ -167,6 +174,7 @@ def validate(gguf: Path, merged: Path, eot_id: int, system: str, sampling, max_t
     from transformers import AutoTokenizer
 
     from poetry_workshop.inference.gguf_file import read_gguf, require_chat_template
+    from poetry_workshop.pipeline.training.chat_examples import conversation_ids, template_options
 
     info = read_gguf(gguf)
     require_chat_template(info)
@@ -187,9 +195,9 @@ def validate(gguf: Path, merged: Path, eot_id: int, system: str, sampling, max_t
 
     formatter = Jinja2ChatFormatter(template=info.chat_template, eos_token=llm._model.token_get_text(eos),
                                     bos_token=llm._model.token_get_text(llm.token_bos()) if llm.token_bos() >= 0 else "")
-    gguf_ids = llm.tokenize(formatter(messages=conversation).prompt.encode(), add_bos=False, special=True)
-    rendered = tokenizer.apply_chat_template(conversation, tokenize=True, add_generation_prompt=True)
-    train_ids = list(rendered["input_ids"] if hasattr(rendered, "keys") else rendered)
+    gguf_ids = llm.tokenize(formatter(messages=conversation, **template_options(tokenizer)).prompt.encode(),
+                            add_bos=False, special=True)
+    train_ids = conversation_ids(tokenizer, conversation, generation_prompt=True)
     if gguf_ids != train_ids:
         problems.append("its chat template renders a fixed conversation to different tokens than training did")
     specials = [t for t in tokenizer.all_special_tokens if t]

@@ -136,18 +136,37 @@ def cpu_friendly(device) -> dict:
     return device.trainer_flags()
 
 
-def choose_pad_token(tokenizer, model, end_of_turn: int) -> None:
+# Tokens a family reserves for padding, in order of preference: Llama 3.1's fine-tuning pad,
+# then the usual names. Llama 3's reserved special tokens are trained to nothing, so one of
+# them serves as well. Using one of these leaves the embeddings as they are.
+RESERVED_PADS = ("<|finetune_right_pad_id|>", "<pad>", "<|pad|>", "[PAD]", "<|fim_pad|>", "<|endoftext|>",
+                 "<|reserved_special_token_0|>", "<|reserved_special_token_2|>")
+
+
+def choose_pad_token(tokenizer, model, end_of_turn: int) -> str | None:
     """A pad token that is neither EOS nor the end-of-turn token, so padding can never be
-    mistaken for (or mask) the token that teaches the model to stop."""
+    mistaken for (or mask) the token that teaches the model to stop. A token the vocabulary
+    already has is preferred: adding one resizes the embeddings, and then every adapter and
+    checkpoint carries the whole embedding and output matrices (about 2 GB at 8B). Returns a
+    line to log when it had to add one."""
     taken = {end_of_turn, tokenizer.eos_token_id}
-    if tokenizer.pad_token_id is not None and tokenizer.pad_token_id not in taken:
-        return
-    if tokenizer.unk_token_id is not None and tokenizer.unk_token_id not in taken:
-        tokenizer.pad_token = tokenizer.unk_token
-    else:
-        tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
-        model.resize_token_embeddings(len(tokenizer))
+    note = None
+    if tokenizer.pad_token_id is None or tokenizer.pad_token_id in taken:
+        vocab = tokenizer.get_vocab()
+        reserved = [t for t in RESERVED_PADS if t in vocab and vocab[t] not in taken]
+        if reserved:
+            tokenizer.pad_token = reserved[0]
+        elif tokenizer.unk_token_id is not None and tokenizer.unk_token_id not in taken:
+            tokenizer.pad_token = tokenizer.unk_token
+        else:
+            tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
+            model.resize_token_embeddings(len(tokenizer))
+            note = ("the base's vocabulary has no spare token to pad with; added <|pad|>, so the adapter also "
+                    "saves the embedding and output layers")
     model.config.pad_token_id = tokenizer.pad_token_id
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return note
 
 
 def load_base(config, device, log: Callable[[str], None]):
@@ -155,7 +174,7 @@ def load_base(config, device, log: Callable[[str], None]):
     and a pad token that is neither that nor EOS. `device`: a device.TrainingDevice."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from poetry_workshop.pipeline.training.chat_examples import end_of_turn_id
+    from poetry_workshop.pipeline.training.chat_examples import end_of_turn_id, give_template
 
     quiet_transformers()
     base = resolve_base(config.training.base_model, log)
@@ -173,19 +192,24 @@ def load_base(config, device, log: Callable[[str], None]):
         raise ConfigError(f"base model '{config.training.base_model}' could not be loaded "
                           f"({str(exc).splitlines()[0]}); check the name on the Hugging Face hub and HF_TOKEN for "
                           "gated models, or use a local GGUF")
+    given = give_template(tokenizer, model.config.model_type)
     end_of_turn = end_of_turn_id(tokenizer)
-    choose_pad_token(tokenizer, model, end_of_turn)
+    padded = choose_pad_token(tokenizer, model, end_of_turn)
+    for note in (given, padded):
+        if note:
+            log(note)
     return tokenizer, model, end_of_turn
 
 
 def encode(tokenizer, conversations: list[list[dict]], max_seq: int) -> tuple[list[dict], int]:
     """Token ids and assistant masks per conversation; the ones longer than max_seq are
     dropped and counted."""
-    from poetry_workshop.pipeline.training.chat_examples import tokenize_conversation
+    from poetry_workshop.pipeline.training.chat_examples import end_of_turn_id, tokenize_conversation
 
     rows, dropped = [], 0
+    end_of_turn = end_of_turn_id(tokenizer)
     for messages in conversations:
-        example = tokenize_conversation(tokenizer, messages)
+        example = tokenize_conversation(tokenizer, messages, end_of_turn)
         if len(example.input_ids) > max_seq:
             dropped += 1
             continue
