@@ -240,11 +240,14 @@ def _teach(model, tokenizer, family: Family, thinking: bool, most_steps: int = 1
     for messages, options, answer in _lessons(thinking):
         kwargs = options if "enable_thinking" in (tokenizer.chat_template or "") else {}
         prompt = _ids(tokenizer, messages, True, kwargs)
-        full = _ids(tokenizer, messages + [{"role": "assistant", "content": answer}], False, kwargs)
-        assert full[: len(prompt)] == prompt, f"{family.name}: the template does not extend its generation prompt"
+        # The answer as the template writes it (measured without the system prompt, which
+        # Mistral's template writes only into a last user turn), through its end-of-turn.
+        bare = [m for m in messages if m["role"] != "system"]
+        turn = _ids(tokenizer, bare + [{"role": "assistant", "content": answer}], False, kwargs)
+        span = turn[len(_ids(tokenizer, bare, True, kwargs)):]
         eot = tokenizer.convert_tokens_to_ids(family.end_of_turn)
-        end = len(full) - full[::-1].index(eot)  # up to and including the end-of-turn token
-        rows.append((full[:end], len(prompt)))
+        span = span[: len(span) - span[::-1].index(eot)]
+        rows.append((prompt + span, len(prompt)))
     tokenizer.chat_template = own
     torch.manual_seed(0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)

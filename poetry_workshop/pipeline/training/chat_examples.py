@@ -4,13 +4,13 @@ The loss covers exactly the assistant turns and each one's end-of-turn token, so
 learns to stop; system prompts, requests and template markup (the newline some templates put
 after the end-of-turn token included) are context.
 
-The ids are the whole conversation rendered once, as the app will render it at inference.
-Each assistant turn's span is what its own rendering adds after the rendering that ends with
-the generation prompt; that span is then found, in order, in the whole conversation. So a
-template that rewrites earlier turns still trains right: Qwen3 drops the (empty) think block
-of earlier assistant turns, Mistral moves the system prompt into the last user turn. A span
-that cannot be found (the template changes the assistant's own words) is refused with the
-reason, rather than trained on with a wrong mask.
+The ids are what the app sends for the last answer (the conversation before it, rendered with
+the generation prompt) followed by that answer. Each answer's span is what its own rendering
+adds after its generation prompt; the spans are then found, in order, in those ids. So a
+template that rewrites earlier turns still trains on what inference sees: Qwen3 drops the
+(empty) think block of earlier answers, Mistral writes the system prompt into the last user
+turn only. A span that cannot be found (the template changes the assistant's own words) is
+refused with the reason, rather than trained on with a wrong mask.
 
 Thinking templates (Qwen3's `enable_thinking`) are rendered with thinking off: the teaching
 data has no reasoning in it, and the app runs these models with thinking off by default.
@@ -56,30 +56,42 @@ def _find(ids: list[int], span: list[int], start: int) -> int:
     return -1
 
 
+def answer_ids(tokenizer, messages: list[dict], k: int, end_of_turn: int) -> list[int]:
+    """Assistant turn `k` as the template writes it after its generation prompt, through its
+    end-of-turn token. Mistral's templates write the system prompt only into the last user
+    turn, so a rendering that ends with an answer has none: then the turn is measured
+    against the same conversation without its system prompt."""
+    for context in (messages[:k], [m for m in messages[:k] if m["role"] != "system"]):
+        prompt = conversation_ids(tokenizer, context, generation_prompt=True)
+        turn = conversation_ids(tokenizer, context + [messages[k]])
+        if turn[: len(prompt)] == prompt and len(turn) > len(prompt):
+            span = turn[len(prompt):]
+            if end_of_turn in span:  # markup after the end-of-turn token (a newline) is not the answer
+                span = span[: len(span) - span[::-1].index(end_of_turn)]
+            return span
+    raise ConfigError(
+        "the base model's chat template renders an assistant turn differently from its own generation prompt; "
+        "choose a base whose template appends turns (ChatML, Llama 3, Qwen, Gemma, Mistral)")
+
+
 def tokenize_conversation(tokenizer, messages: list[dict], end_of_turn: int | None = None) -> TokenizedExample:
     """`end_of_turn` (see end_of_turn_id) may be passed in to save two renderings a call."""
     if end_of_turn is None:
         end_of_turn = end_of_turn_id(tokenizer)
-    ids = conversation_ids(tokenizer, messages[: _last_assistant(messages) + 1])
+    last = _last_assistant(messages)
+    answers = [answer_ids(tokenizer, messages, k, end_of_turn)
+               for k in range(last + 1) if messages[k]["role"] == "assistant"]
+    # Exactly what the app sends for the last answer, then the answer.
+    ids = conversation_ids(tokenizer, messages[:last], generation_prompt=True) + answers[-1]
     mask = [0] * len(ids)
     at = 0
-    for k, message in enumerate(messages):
-        if message["role"] != "assistant":
-            continue
-        prompt = conversation_ids(tokenizer, messages[:k], generation_prompt=True)
-        turn = conversation_ids(tokenizer, messages[: k + 1])
-        if turn[: len(prompt)] != prompt:
-            raise ConfigError(
-                "the base model's chat template renders an assistant turn differently from its own generation "
-                "prompt; choose a base whose template appends turns (ChatML, Llama 3, Qwen, Gemma, Mistral)")
-        span = turn[len(prompt):]
-        if end_of_turn in span:  # markup after the end-of-turn token (a newline) is not the answer
-            span = span[: len(span) - span[::-1].index(end_of_turn)]
+    for number, span in enumerate(answers, start=1):
         found = _find(ids, span, at)
-        if not span or found < 0:
+        if found < 0:
             raise ConfigError(
-                f"the base model's chat template rewrites assistant turn {k} inside a longer conversation, so its "
-                "loss mask cannot be placed; choose a base whose template keeps the assistant's words as written")
+                f"the base model's chat template rewrites answer {number} of a conversation when it is part of a "
+                "longer one, so its loss mask cannot be placed; choose a base whose template keeps the assistant's "
+                "words as written")
         mask[found:found + len(span)] = [1] * len(span)
         at = found + len(span)
     return TokenizedExample(ids, mask)
