@@ -115,6 +115,12 @@ def end_of_turn_id(tokenizer) -> int:
     for i in range(len(added) - len(content) + 1):
         if added[i:i + len(content)] == content and i + len(content) < len(added):
             return added[i + len(content)]
+    # SentencePiece writes "b" alone with a leading-space piece, and after "[/INST]" without
+    # one: then the end of turn is the first control token after the answer's first token.
+    special = {i for i, t in tokenizer.added_tokens_decoder.items() if t.special} | set(tokenizer.all_special_ids)
+    for token in added[1:]:
+        if token in special:
+            return token
     raise ConfigError("could not find the end-of-turn token of the base model's chat template")
 
 
