@@ -14,9 +14,12 @@ What stands in, and why:
 - Qwen3: the archive holds Qwen2's vocabulary (Qwen3 kept it); Qwen3's added tokens
   (`<think>`, `</think>`, `<tool_response>`, `</tool_response>`) take the ids Qwen3 gave them,
   which the Qwen2 file fills with padding entries. EOS is `<|im_end|>` as in Qwen3.
-- Mistral: there is no Mistral vocabulary in the archive. Llama 2's 32,000-piece
-  SentencePiece vocabulary stands in (Mistral 7B's is another of the same kind and size, with
-  the same `<s>`, `</s>`, `<unk>`), under Mistral Nemo's real template.
+- Mistral: there is no Mistral vocabulary in the archive. Mistral Nemo's Tekken is a
+  tiktoken-style byte BPE of 131k tokens whose first ids are control tokens (`<unk>`, `<s>`,
+  `</s>`, `[INST]`, `[/INST]`); Llama 3's byte BPE of 128k stands in, its first reserved
+  tokens renamed to those, under Nemo's real template. (Llama 2's SentencePiece file does not
+  serve: transformers reads it into a tokenizer that splits words differently from llama.cpp,
+  which the export's template check rightly refuses.)
 
 Random weights never stop by themselves, so each tiny base is first taught, with all its
 weights, to answer any conversation briefly and end its turn (and, for the thinking variant
@@ -72,11 +75,12 @@ FAMILIES = {
     "qwen3": Family("qwen3", "Qwen3Config", REFERENCE / "ggml-vocab-qwen2.gguf", "Qwen-Qwen3-0.6B.jinja",
                     "<|im_end|>", "<|endoftext|>"),
     "gemma3": Family("gemma3", "Gemma3TextConfig", GEMMA, None, "<end_of_turn>", "<pad>"),
-    "mistral": Family("mistral", "MistralConfig", REFERENCE / "ggml-vocab-llama-spm.gguf",
-                      "mistralai-Mistral-Nemo-Instruct-2407.jinja", "</s>", "<unk>"),
+    "mistral": Family("mistral", "MistralConfig", REFERENCE / "ggml-vocab-llama-bpe.gguf",
+                      "mistralai-Mistral-Nemo-Instruct-2407.jinja", "</s>", "<pad>"),
 }
 
 # Llama 3.1 renamed some of Llama 3's reserved special tokens; Meta's 3.1 tokenizer has these.
+MISTRAL_NAMES = {128000: "<s>", 128001: "</s>", 128002: "[INST]", 128003: "[/INST]", 128004: "<pad>", 128005: "<unk>"}
 LLAMA31_NAMES = {128002: "<|reserved_special_token_0|>", 128003: "<|reserved_special_token_1|>",
                  128004: "<|finetune_right_pad_id|>", 128005: "<|reserved_special_token_2|>",
                  128008: "<|eom_id|>", 128010: "<|python_tag|>"}
@@ -146,19 +150,21 @@ def _fix_vocabulary(family: Family, folder: Path) -> None:
     data = json.loads(path.read_text(encoding="utf-8"))
     config_path = folder / "tokenizer_config.json"
     config = json.loads(config_path.read_text(encoding="utf-8"))
-    if family.name == "llama3.1":
+    if family.name in ("llama3.1", "mistral"):
         # transformers' GGUF reader appends an `<|endoftext|>` Llama never had.
         data["added_tokens"] = [t for t in data["added_tokens"] if t["id"] < 128256]
         data["model"]["vocab"] = {k: v for k, v in data["model"]["vocab"].items() if v < 128256}
-        for token_id, content in LLAMA31_NAMES.items():
+        names = LLAMA31_NAMES if family.name == "llama3.1" else MISTRAL_NAMES
+        for token_id, content in names.items():
             _rename(data, token_id, content, special=True)
-        config.update(eos_token="<|eot_id|>", pad_token=None)
+        if family.name == "llama3.1":
+            config.update(eos_token="<|eot_id|>", pad_token=None)
+        else:
+            config.update(bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
     elif family.name == "qwen3":
         for token_id, (content, special) in QWEN3_ADDED.items():
             _rename(data, token_id, content, special)
         config.update(eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    elif family.name == "mistral":
-        config.update(pad_token=None)
     path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
     config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
 
