@@ -119,7 +119,7 @@ class FirstTestCommand(Command):
             "runs on this machine in a few minutes.")
         first.add_argument("--base", metavar="MODEL",
                            help="base model (default: the starter GGUF locally, the training config's base on Modal)")
-        first.add_argument("--epochs", type=positive_int, default=1, metavar="N",
+        first.add_argument("--epochs", type=positive_int("--epochs"), default=1, metavar="N",
                            help="epochs to train (default 1; a base that is not yet a chat model, such as Gemma 3 "
                            "270M, needs several to learn to end its turn)")
         first.add_argument("--yes", action="store_true", help="spend on Claude without asking (after the estimate)")
