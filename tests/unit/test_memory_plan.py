@@ -220,7 +220,8 @@ def test_the_refusal_is_one_line_with_the_estimate_the_limit_and_the_way_out(tmp
     # On a CUDA GPU without 4-bit, the first way out is 4-bit.
     with pytest.raises(ConfigError, match=r"set quantization.load_in_4bit = true \(about 17.9 GiB\), or use a smaller training.batch_size"):
         settings = load_settings(extra=[("t", {"educator_training": {
-            "training": {"base_model": str(tmp_path / "llama"), "max_seq": 1024}, "quantization": {"load_in_4bit": False}}})])
+            "training": {"base_model": str(tmp_path / "llama"), "max_seq": 1024, "batch_size": 4},
+            "quantization": {"load_in_4bit": False}}})])
         mp.check_training(settings.educator_training, settings.export.modal, A100, limit=gib(20))
 
 
