@@ -5,8 +5,9 @@ and templates, see tests/support/families.py): prepare counts tokens under the b
 tokenizer; the loss mask covers exactly the assistant turns and their end-of-turn token; the
 pad token is one the vocabulary reserves (no resize, so the adapter holds LoRA weights only);
 `workshop train` runs 2 steps; `workshop export` merges, converts with the pinned converter,
-quantizes and validates; and the app's own backend chats with the result and stops at the
-family's end-of-turn.
+quantizes and validates; and the app's own backend sends exactly what training rendered (the
+system prompt included, wherever the template puts it), chats with the result and stops at
+the family's end-of-turn.
 """
 
 from __future__ import annotations
@@ -127,19 +128,27 @@ def test_the_export_converts_quantizes_and_validates(family):
 
 
 def test_the_app_chats_with_the_export_and_stops_at_the_end_of_turn(family):
+    from transformers import AutoTokenizer
+
     from poetry_workshop.config.schema import Runtime, Sampling
     from poetry_workshop.inference.inference_thread import InferenceThread
     from poetry_workshop.inference.llama_backend import LlamaBackend
+    from poetry_workshop.pipeline.training.chat_examples import conversation_ids
 
     gguf = family["root"] / "models" / "educator.Q4_K_M.gguf"
     assert gguf.is_file(), "the export did not publish"
+    messages = [{"role": "system", "content": "You are the Educator."}, {"role": "user", "content": "What is a caesura?"}]
+    trained = AutoTokenizer.from_pretrained(str(family["root"] / "data" / "checkpoints" / "educator" / "adapter"))
     thread = InferenceThread()
     backend = LlamaBackend(gguf, Runtime(n_ctx=2048, n_threads=2), thread)
     try:
+        # The app sends exactly what training rendered, the system prompt in it wherever the
+        # template puts it (Gemma: the first user turn; Mistral: the last).
+        sent = backend.prompt_tokens(messages)
+        assert sent == conversation_ids(trained, messages, generation_prompt=True)
+        assert "You are the Educator." in trained.decode(sent)
         chunks: list[str] = []
-        completion = backend.generate([{"role": "system", "content": "You are the Educator."},
-                                       {"role": "user", "content": "What is a caesura?"}],
-                                      96, Sampling(temperature=0.6), on_text=chunks.append)
+        completion = backend.generate(messages, 96, Sampling(temperature=0.6), on_text=chunks.append)
     finally:
         backend.close()
         thread.close()
