@@ -29,11 +29,6 @@ class TokenizedExample:
     assistant_masks: list[int]  # 1 where the loss applies
 
 
-def is_thinking_template(template: str | None) -> bool:
-    """A template that can open a reasoning block before the answer."""
-    return bool(template) and ("enable_thinking" in template or "<think>" in template)
-
-
 def template_options(tokenizer) -> dict:
     """What every rendering for training passes to the template: thinking off where the
     template has the switch (it is ignored by templates that do not read it)."""
