@@ -81,8 +81,8 @@ def test_the_loss_covers_assistant_turns_and_their_end_of_turn_token_only(starte
     example = tokenize_conversation(tokenizer, messages)
     assert len(example.input_ids) == len(example.assistant_masks)
     eot = end_of_turn_id(tokenizer)
-    # Token by token: the trained spans are exactly each answer, its end-of-turn token and the
-    # newline the template puts after it; everything else is context.
+    # Token by token: the trained spans are exactly each answer and its end-of-turn token; the
+    # newline the template puts after it, like everything else, is context.
     spans, current = [], []
     for token, bit in zip(example.input_ids, example.assistant_masks):
         if bit:
@@ -92,8 +92,8 @@ def test_the_loss_covers_assistant_turns_and_their_end_of_turn_token_only(starte
             current = []
     if current:
         spans.append(current)
-    assert [tokenizer.decode(s) for s in spans] == ["The turn.<|im_end|>\n", "A pause.<|im_end|>\n"]
-    assert all(eot in s for s in spans)
+    assert [tokenizer.decode(s) for s in spans] == ["The turn.<|im_end|>", "A pause.<|im_end|>"]
+    assert all(s[-1] == eot for s in spans)
     context = [t for t, bit in zip(example.input_ids, example.assistant_masks) if not bit]
     assert "What is a volta?" in tokenizer.decode(context) and "The turn." not in tokenizer.decode(context)
 
