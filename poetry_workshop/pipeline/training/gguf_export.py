@@ -8,10 +8,10 @@
    package and `gguf-py/`. It is fetched once from PyPI, checked by sha256, and only those
    files are unpacked.
 3. Quantize with `llama_cpp.llama_model_quantize` (no separate binary).
-4. Validate before publishing: the GGUF loads; its EOS is the end-of-turn token; its chat
-   template renders a fixed conversation to the same ids as the training template; golden
-   prompts end with `stop` before `max_tokens` and leak no special token. A failure
-   publishes nothing.
+4. Validate before publishing, through the app's own backend with thinking off: the GGUF
+   loads; its EOS is the end-of-turn token; the app sends a fixed conversation as the same
+   ids the training template renders; golden prompts get an answer that ends its turn
+   before `max_tokens` and leaks no special token. A failure publishes nothing.
 5. Publish the GGUF and a manifest (base, data hash, config, converter, quant, sha256) by
    rename (from another file system, such as the Modal container's own disk, by a copy under
    a temporary name and a rename), so `models/` never holds half a file.
@@ -167,14 +167,16 @@ def quantize(source: Path, out: Path, kind: str) -> None:
 
 
 def validate(gguf: Path, merged: Path, eot_id: int, system: str, sampling, max_tokens: int = 450) -> dict:
-    """The checks a GGUF must pass before the app may use it; `system` and `sampling` are
-    the role's own, as the app would run it."""
-    import llama_cpp
-    from llama_cpp._utils import suppress_stdout_stderr
+    """The checks a GGUF must pass before the app may use it, run through the app's own
+    backend (its template rendering, stop tokens and reasoning filter) with thinking off, as
+    the model was trained; `system` and `sampling` are the role's own."""
     from transformers import AutoTokenizer
 
+    from poetry_workshop.config.schema import Runtime
     from poetry_workshop.inference.gguf_file import read_gguf, require_chat_template
-    from poetry_workshop.pipeline.training.chat_examples import conversation_ids, template_options
+    from poetry_workshop.inference.inference_thread import InferenceThread
+    from poetry_workshop.inference.llama_backend import LlamaBackend
+    from poetry_workshop.pipeline.training.chat_examples import conversation_ids
 
     info = read_gguf(gguf)
     require_chat_template(info)
@@ -183,52 +185,55 @@ def validate(gguf: Path, merged: Path, eot_id: int, system: str, sampling, max_t
     if eos != eot_id:
         problems.append(f"EOS is token {eos}, not the end-of-turn token {eot_id}")
     tokenizer = AutoTokenizer.from_pretrained(str(merged))
-    with suppress_stdout_stderr(disable=False):
-        llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=1024, verbose=False, seed=7)
-    # What the app sends: a conversation ending in the generation prompt. llama.cpp's Jinja
-    # formatter always adds that prompt, so the training side renders it too.
     conversation = [{"role": "system", "content": "You are the Educator."},
                     {"role": "user", "content": "What is a volta?"},
                     {"role": "assistant", "content": "The turn in a sonnet."},
                     {"role": "user", "content": "And in free verse?"}]
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-    formatter = Jinja2ChatFormatter(template=info.chat_template, eos_token=llm._model.token_get_text(eos),
-                                    bos_token=llm._model.token_get_text(llm.token_bos()) if llm.token_bos() >= 0 else "")
-    gguf_ids = llm.tokenize(formatter(messages=conversation, **template_options(tokenizer)).prompt.encode(),
-                            add_bos=False, special=True)
-    train_ids = conversation_ids(tokenizer, conversation, generation_prompt=True)
+    thread = InferenceThread()
+    backend = LlamaBackend(gguf, Runtime(n_ctx=2048, seed=7), thread, thinking=False)
+    try:
+        # What the app sends for a conversation, against what training rendered for it.
+        gguf_ids = backend.prompt_tokens(conversation)
+        train_ids = conversation_ids(tokenizer, conversation, generation_prompt=True)
+        golden = _golden_runs(backend, system, sampling, max_tokens)
+    finally:
+        backend.close()
+        thread.close()
     if gguf_ids != train_ids:
         problems.append("its chat template renders a fixed conversation to different tokens than training did")
     specials = [t for t in tokenizer.all_special_tokens if t]
-    golden = []
-    for prompt in GOLDEN:
-        # A broken EOS never stops; a small model sometimes rambles past the limit. So each
-        # golden prompt gets up to three seeded samples with the app's own sampling and
-        # passes when one ends with `stop`; any leaked special token fails at once.
-        runs = []
-        for seed in (7, 8, 9):
-            reply = llm.create_chat_completion(
-                messages=[{"role": "system", "content": system}, {"role": "user", "content": prompt}],
-                max_tokens=max_tokens, temperature=sampling.temperature, top_p=sampling.top_p,
-                top_k=sampling.top_k, min_p=sampling.min_p, repeat_penalty=sampling.repeat_penalty, seed=seed)
-            choice = reply["choices"][0]
-            text = choice["message"]["content"] or ""
-            leaked = [t for t in specials if t in text]
-            runs.append({"seed": seed, "finish_reason": choice["finish_reason"],
-                         "tokens": reply["usage"]["completion_tokens"], "leaked": leaked})
-            if leaked:
-                problems.append(f"a golden prompt leaked special tokens {leaked}")
-            if choice["finish_reason"] == "stop":
-                break
-        golden.append(runs)
-        if all(r["finish_reason"] != "stop" for r in runs):
-            problems.append(f"a golden prompt ran to max_tokens ({max_tokens}) in {len(runs)} samples without stopping")
+    for runs in golden:
+        texts = [r.pop("text") for r in runs]  # the manifest keeps the figures, not the words
+        leaked = sorted({t for text in texts for t in specials if t in text})
+        if leaked:
+            problems.append(f"a golden prompt leaked special tokens {leaked}")
+        if not any(r["finish_reason"] == "stop" and r["answered"] for r in runs):
+            problems.append(f"a golden prompt did not end its turn with an answer within max_tokens ({max_tokens}) "
+                            f"in {len(runs)} samples")
     result = {"eos_token_id": eos, "end_of_turn_id": eot_id, "template_matches": gguf_ids == train_ids,
               "golden": golden, "problems": problems}
     if problems:
         raise ExportError(f"{gguf.name} failed validation, nothing published: " + "; ".join(problems))
     return result
+
+
+def _golden_runs(backend, system: str, sampling, max_tokens: int) -> list[list[dict]]:
+    """Each golden prompt with the role's sampling. A broken EOS never stops; a small model
+    sometimes rambles past the limit. So each prompt gets up to three seeded samples and
+    passes when one ends its turn with an answer."""
+    golden = []
+    for prompt in GOLDEN:
+        runs = []
+        for offset in range(3):
+            reply = backend.generate([{"role": "system", "content": system}, {"role": "user", "content": prompt}],
+                                     max_tokens, sampling, seed_offset=offset)
+            answered = bool(reply.text.strip())
+            runs.append({"seed": 7 + offset, "finish_reason": reply.stats.finish_reason,
+                         "tokens": reply.stats.generated_tokens, "answered": answered, "text": reply.text})
+            if reply.stats.finish_reason == "stop" and answered:
+                break
+        golden.append(runs)
+    return golden
 
 
 def published_is_current(role: str, settings) -> Path | None:
