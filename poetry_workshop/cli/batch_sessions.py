@@ -118,7 +118,8 @@ def run_batch(
             if isinstance(event, StepFinished) and event.stats is not None:
                 action = event.node.meta.get("action", event.node.kind)
                 s = event.stats
-                print(f"{prefix}:   {action}: {s.generated_tokens} tokens, {s.tokens_per_second:.0f} tok/s,"
+                thought = f" ({s.thinking_tokens} thinking)" if s.thinking_tokens else ""
+                print(f"{prefix}:   {action}: {s.generated_tokens} tokens{thought}, {s.tokens_per_second:.0f} tok/s,"
                       f" {s.finish_reason}", file=stderr)
             elif isinstance(event, Notice):
                 print(f"{prefix}:   note: {event.text}", file=stderr)

@@ -32,7 +32,8 @@ class TerminalProgress:
         elif isinstance(event, StepFinished) and event.stats is not None:
             s = event.stats
             end = "\n" if self.live else ""
-            print(f"{end}  {s.generated_tokens} tokens in {s.seconds:.1f}s ({s.tokens_per_second:.0f} tok/s), "
+            thought = f" ({s.thinking_tokens} thinking)" if s.thinking_tokens else ""
+            print(f"{end}  {s.generated_tokens} tokens{thought} in {s.seconds:.1f}s ({s.tokens_per_second:.0f} tok/s), "
                   f"{s.evaluated_tokens}/{s.prompt_tokens} prompt tokens evaluated, {s.finish_reason}",
                   file=self.stream, flush=True)
         elif isinstance(event, Notice):
