@@ -227,6 +227,8 @@ class BuildChain:
             counts = sum(n for (_, split), n in report.counts.items() if split == "train")
             parts.append(f"{report.role} {counts}")
             self.log(f"prepare {report.role}: {counts} training examples in {report.paths['train']}")
+            for line in report.table():  # what was dropped for length, and the token percentiles
+                self.log(line)
         stage.detail = "training examples: " + ", ".join(parts)
         missing = [role for role in self.plan.roles if role in run.skipped]
         if missing:
