@@ -5,7 +5,9 @@ Each family is a random-weight model of its real architecture (two layers, 128 w
   llama-cpp-python source distribution (`workshop setup --converter` unpacks them), the
   starter's SmolLM2 vocabulary, and Gemma 3's from the real Gemma 3 270M GGUF
   (`workshop setup --gemma`);
-- its real chat template from the same distribution (`models/templates/`).
+- its real chat template from the same distribution (`models/templates/`); the Gemma 3
+  vocabulary has none, so the tiny Gemma is taught in, and ships, the template training gives
+  a Gemma base (chat_examples.GEMMA_TEMPLATE).
 
 What stands in, and why:
 - Llama 3.1: the archive holds Llama 3's vocabulary, the same 128,256 tokens; the special
@@ -46,7 +48,7 @@ from poetry_workshop.config.schema import ExportSettings
 from poetry_workshop.pipeline.training.gguf_export import converter_dir
 from tests.support.cli import ROOT, STARTER
 
-FIXTURE_VERSION = "1"
+FIXTURE_VERSION = "2"
 CONVERTER = converter_dir(ExportSettings().converter_version)
 REFERENCE = CONVERTER / "models"
 TEMPLATES = REFERENCE / "templates"
@@ -307,6 +309,12 @@ def tiny_base(name: str, *, thinking: bool = False) -> Path:
         torch.manual_seed(0)
         model = AutoModelForCausalLM.from_config(_config(family, tokenizer), dtype=torch.float32)
         _teach(model, tokenizer, family, thinking)
+        if not tokenizer.chat_template:
+            # Taught in Gemma's template, it ships it, as Gemma's instruct models do. (The
+            # pretrained Gemma 3 270M ships none: `workshop first-test --base` runs that path.)
+            from poetry_workshop.pipeline.training.chat_examples import fallback_template
+
+            tokenizer.chat_template = fallback_template(model.config.model_type)
         model.save_pretrained(str(work))
         tokenizer.save_pretrained(str(work))
 

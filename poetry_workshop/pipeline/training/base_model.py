@@ -85,3 +85,36 @@ def _dequantize(gguf: Path, target: Path) -> None:
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+
+
+def seat_template_tokens(model, tokenizer, names: list[str] | None = None) -> list[str]:
+    """Move the rows of the tokens of a template training gave the base (or of `names`) out
+    of the untrained cluster; returns their names.
+
+    A pretrained Gemma has `<start_of_turn>` and `<end_of_turn>` in its vocabulary but never
+    wrote them: their embeddings sit among the thousands of `<unused…>` tokens' (cosine 0.93
+    with `<unused44>` in Gemma 3 270M), and with tied embeddings the output rows are the same
+    vectors. LoRA cannot then teach the model to write `<end_of_turn>` rather than its
+    neighbours (it ended turns with `<unused44>`). Each such row becomes the mean of the
+    vocabulary's rows plus its own offset from that mean, scaled to a tenth of the mean's
+    length: a point no other token sits at, and the same point when seated again. The same
+    function runs before training and (with the names training recorded) before the merge,
+    so the export carries the rows the adapter was trained against."""
+    import torch
+
+    from poetry_workshop.pipeline.training.chat_examples import template_tokens
+
+    ids = template_tokens(tokenizer) if names is None else tokenizer.convert_tokens_to_ids(names)
+    special = {i for i, t in tokenizer.added_tokens_decoder.items() if t.special} | set(tokenizer.all_special_ids)
+    rows = model.get_input_embeddings().weight
+    with torch.no_grad():
+        keep = torch.ones(rows.shape[0], dtype=torch.bool)
+        keep[sorted(i for i in special if i < rows.shape[0])] = False
+        head = model.get_output_embeddings()
+        matrices = [rows] if head is None or head.weight.data_ptr() == rows.data_ptr() else [rows, head.weight]
+        for matrix in matrices:  # untied: the output rows too
+            mean = matrix[keep].float().mean(dim=0)
+            for i in ids:
+                offset = matrix[i].float() - mean
+                matrix[i] = (mean + offset * (0.1 * mean.norm() / offset.norm().clamp_min(1e-8))).to(matrix.dtype)
+    return tokenizer.convert_ids_to_tokens(ids)

@@ -159,3 +159,13 @@ def give_template(tokenizer, model_type: str) -> str | None:
                           "choose an instruct model, or a Gemma base")
     tokenizer.chat_template = template
     return f"the base has no chat template; training with the {model_type.split('_')[0]} template, which the export keeps"
+
+
+def template_tokens(tokenizer) -> list[int]:
+    """The control tokens the template writes around turns (start and end of a turn), BOS
+    and the pad token aside."""
+    probe = [{"role": "system", "content": "a"}, {"role": "user", "content": "b"}, {"role": "assistant", "content": "c"}]
+    special = {i for i, t in tokenizer.added_tokens_decoder.items() if t.special} | set(tokenizer.all_special_ids)
+    special -= {tokenizer.pad_token_id, tokenizer.bos_token_id}
+    return sorted({t for t in conversation_ids(tokenizer, probe) if t in special})
+

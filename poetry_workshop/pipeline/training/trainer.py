@@ -27,7 +27,7 @@ from pathlib import Path
 from poetry_workshop import locations
 from poetry_workshop.errors import ConfigError
 from poetry_workshop.names import ROLES
-from poetry_workshop.pipeline.training.base_model import quiet_transformers, resolve_base
+from poetry_workshop.pipeline.training.base_model import quiet_transformers, resolve_base, seat_template_tokens
 from poetry_workshop.pipeline.training.results import TrainingCancelled, TrainingProgress, TrainResult
 from poetry_workshop.pipeline.training.training_sets import check_conversation
 
@@ -170,8 +170,10 @@ def choose_pad_token(tokenizer, model, end_of_turn: int) -> str | None:
 
 
 def load_base(config, device, log: Callable[[str], None]):
-    """The base's tokenizer and model (4-bit on CUDA when configured), its end-of-turn token,
-    and a pad token that is neither that nor EOS. `device`: a device.TrainingDevice."""
+    """The base's tokenizer and model (4-bit on CUDA when configured), its end-of-turn token
+    (a pad token that is neither that nor EOS chosen), and the template tokens it seated
+    (base_model.seat_template_tokens) when it gave the base a template. `device`: a
+    device.TrainingDevice."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from poetry_workshop.pipeline.training.chat_examples import end_of_turn_id, give_template
@@ -193,12 +195,15 @@ def load_base(config, device, log: Callable[[str], None]):
                           f"({str(exc).splitlines()[0]}); check the name on the Hugging Face hub and HF_TOKEN for "
                           "gated models, or use a local GGUF")
     given = give_template(tokenizer, model.config.model_type)
+    seated = seat_template_tokens(model, tokenizer) if given else []
     end_of_turn = end_of_turn_id(tokenizer)
     padded = choose_pad_token(tokenizer, model, end_of_turn)
+    if seated:
+        given += f"; its tokens {' '.join(seated)}, which the base never wrote, are seated apart from its unused ones"
     for note in (given, padded):
         if note:
             log(note)
-    return tokenizer, model, end_of_turn
+    return tokenizer, model, end_of_turn, seated
 
 
 def encode(tokenizer, conversations: list[list[dict]], max_seq: int) -> tuple[list[dict], int]:
@@ -282,7 +287,7 @@ def train(role: str, settings, *, epochs: int | None = None, max_steps: int | No
 
     from poetry_workshop.pipeline.training.callbacks import WorkshopCallback
 
-    tokenizer, model, end_of_turn = load_base(config, device, log)
+    tokenizer, model, end_of_turn, seated = load_base(config, device, log)
     train_rows, dropped = encode(tokenizer, train_conversations, run.max_seq)
     valid_rows, _ = encode(tokenizer, valid_conversations, run.max_seq)
     if not train_rows:
@@ -320,7 +325,7 @@ def train(role: str, settings, *, epochs: int | None = None, max_steps: int | No
     (adapter / "workshop_training.json").write_text(json.dumps({
         "role": role, "base_model": run.base_model, "data_hash": data_hash(train_path, valid_path),
         "epochs": num_epochs, "steps": trainer.state.global_step, "end_of_turn_id": end_of_turn,
-        "pad_token_id": tokenizer.pad_token_id, "max_seq": run.max_seq,
+        "pad_token_id": tokenizer.pad_token_id, "max_seq": run.max_seq, "seated_tokens": seated,
         "complete": max_steps is None,  # a --max-steps run is a check, not the configured training
     }, indent=2), encoding="utf-8")
     on_checkpoint(adapter)
