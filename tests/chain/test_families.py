@@ -18,6 +18,7 @@ import pytest
 
 from tests.support import families
 from tests.support.cli import run_cli
+from tests.support.training import masked_spans
 
 NAMES = list(families.FAMILIES)
 
@@ -86,15 +87,7 @@ def test_the_mask_covers_exactly_each_answer_and_its_end_of_turn(family):
     eot = end_of_turn_id(tokenizer)
     assert tokenizer.convert_ids_to_tokens(eot) == family["spec"].end_of_turn
     example = tokenize_conversation(tokenizer, DIALOGUE)
-    spans, current = [], []
-    for token, masked in zip(example.input_ids, example.assistant_masks):
-        if masked:
-            current.append(token)
-        elif current:
-            spans.append(current)
-            current = []
-    if current:
-        spans.append(current)
+    spans = masked_spans(example)
     answers = [m["content"] for m in DIALOGUE if m["role"] == "assistant"]
     assert len(spans) == len(answers)
     for span, answer in zip(spans, answers):

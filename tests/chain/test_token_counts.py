@@ -20,6 +20,7 @@ from poetry_workshop.pipeline.training.chat_examples import conversation_ids, gi
 from poetry_workshop.pipeline.training.gguf_export import converter_dir
 from poetry_workshop.pipeline.training.training_sets import TokenCounter, educator_examples, poet_examples
 from poetry_workshop.workshop.persona import load_persona
+from tests.support.families import require_material
 from tests.support.gate_corpus import GOOD_CRITIQUE, GOOD_REVISION, HUMAN, POEM
 
 pytestmark = pytest.mark.xdist_group("token-counts")  # one worker builds each tokenizer once
@@ -32,12 +33,6 @@ def _vocab_dir() -> Path:
     return converter_dir(load_settings().export.export.converter_version) / "models"
 
 
-def _needs(path: Path, how: str) -> Path:
-    if not path.exists():
-        pytest.skip(f"{path} is missing: run `{how}` to place it")
-    return path
-
-
 def _hf_tokenizer(folder: Path, gguf: str, template: str | None = None):
     from transformers import AutoTokenizer
 
@@ -48,25 +43,25 @@ def _hf_tokenizer(folder: Path, gguf: str, template: str | None = None):
 
 
 def _template(name: str) -> str:
-    return (_needs(_vocab_dir() / "templates" / name, "workshop setup --converter")).read_text(encoding="utf-8")
+    return (require_material(_vocab_dir() / "templates" / name, "workshop setup --converter")).read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
 def llama31():
-    folder = _needs(_vocab_dir(), "workshop setup --converter")
+    folder = require_material(_vocab_dir(), "workshop setup --converter")
     return _hf_tokenizer(folder, LLAMA_BPE, _template(LLAMA31_TEMPLATE))
 
 
 @pytest.fixture(scope="module")
 def qwen3():
-    folder = _needs(_vocab_dir(), "workshop setup --converter")
+    folder = require_material(_vocab_dir(), "workshop setup --converter")
     return _hf_tokenizer(folder, QWEN2, _template(QWEN3_TEMPLATE))
 
 
 @pytest.fixture(scope="module")
 def gemma():
     """The Gemma 3 270M tokenizer as training loads it: no template of its own, given Gemma's."""
-    path = _needs(gemma_base.default_target(), "workshop setup --gemma")
+    path = require_material(gemma_base.default_target(), "workshop setup --gemma")
     tok = _hf_tokenizer(path.parent, path.name)
     assert not tok.chat_template
     give_template(tok, "gemma3_text")
@@ -139,7 +134,7 @@ def test_a_gemma_base_without_a_template_is_counted_under_the_one_training_gives
 
 
 def test_a_gguf_with_no_template_and_no_known_family_is_estimated_and_says_why():
-    path = _needs(_vocab_dir() / LLAMA_SPM, "workshop setup --converter")
+    path = require_material(_vocab_dir() / LLAMA_SPM, "workshop setup --converter")
     counter = TokenCounter(str(path))
     assert "has no chat template" in counter.note and "estimated" in counter.note
     assert counter([{"role": "user", "content": "x" * 300}]) >= 100

@@ -10,7 +10,7 @@ import pytest
 
 from poetry_workshop.errors import ConfigError
 from tests.support.cli import run_cli
-from tests.support.training import PAIRS, SMALL, SYSTEM, conversation, write_sets
+from tests.support.training import PAIRS, SMALL, SYSTEM, conversation, masked_spans, write_sets
 
 # The tests on the shared trained Educator run on one worker, which builds it once.
 pytestmark = pytest.mark.xdist_group("trained-educator")
@@ -83,15 +83,7 @@ def test_the_loss_covers_assistant_turns_and_their_end_of_turn_token_only(starte
     eot = end_of_turn_id(tokenizer)
     # Token by token: the trained spans are exactly each answer and its end-of-turn token; the
     # newline the template puts after it, like everything else, is context.
-    spans, current = [], []
-    for token, bit in zip(example.input_ids, example.assistant_masks):
-        if bit:
-            current.append(token)
-        elif current:
-            spans.append(current)
-            current = []
-    if current:
-        spans.append(current)
+    spans = masked_spans(example)
     assert [tokenizer.decode(s) for s in spans] == ["The turn.<|im_end|>", "A pause.<|im_end|>"]
     assert all(s[-1] == eot for s in spans)
     context = [t for t, bit in zip(example.input_ids, example.assistant_masks) if not bit]

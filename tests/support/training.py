@@ -42,3 +42,17 @@ def write_sets(data) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "train.jsonl").write_text("".join(json.dumps(conversation(q, a)) + "\n" for q, a in PAIRS * 2))
     (folder / "valid.jsonl").write_text(json.dumps(conversation(*PAIRS[0])) + "\n")
+
+
+def masked_spans(example) -> list[list[int]]:
+    """The runs of token ids a TokenizedExample's loss covers, in order."""
+    spans, current = [], []
+    for token, masked in zip(example.input_ids, example.assistant_masks):
+        if masked:
+            current.append(token)
+        elif current:
+            spans.append(current)
+            current = []
+    if current:
+        spans.append(current)
+    return spans
