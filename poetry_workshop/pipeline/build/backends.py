@@ -27,7 +27,7 @@ class Backend(Protocol):
               on_progress=None, cancel: threading.Event | None = None) -> TrainSummary:
         """Train (or resume) one role's adapter."""
 
-    def export(self, role: str) -> Path:
+    def export(self, role: str, cancel: threading.Event | None = None) -> Path:
         """Publish one role's GGUF and return where it is on this machine."""
 
 
@@ -53,7 +53,7 @@ class LocalBackend:
         return train(role, self.settings, epochs=epochs, max_steps=max_steps, on_progress=on_progress, log=self.log,
                      cancel=cancel).summary()
 
-    def export(self, role: str) -> Path:
+    def export(self, role: str, cancel: threading.Event | None = None) -> Path:
         from poetry_workshop.pipeline.training.gguf_export import export
 
         return export(role, self.settings, log=lambda m: self.log(f"{role}: {m}")).gguf
@@ -66,11 +66,15 @@ def modal_credentials_ready() -> bool:
 
 
 class ModalBackend:
-    """Train and export on Modal; the training sets go up first and the models come down after."""
+    """Train and export on Modal; the training sets go up first and the models come down after.
+    Each call is spawned and tracked by modal_calls.ModalCalls: a cancel stops the GPU, and
+    a resume re-attaches to a call still running. `from_id`: modal.FunctionCall.from_id,
+    replaced in tests."""
 
-    def __init__(self, settings, layers: list[Layer], log: Log, running=None):
+    def __init__(self, settings, layers: list[Layer], log: Log, running=None, from_id=None):
         self.settings, self.layers, self.log, self.running = settings, layers, log, running
         self._stack = None
+        self._from_id = from_id
 
     def __enter__(self) -> ModalBackend:
         from contextlib import ExitStack
@@ -87,8 +91,19 @@ class ModalBackend:
             from poetry_workshop.pipeline.build import modal_app
             self.modal_app = modal_app
             self._stack.enter_context(modal.enable_output())
-            self._stack.enter_context(modal_app.app.run())
+            # Detached: a closed terminal or a crash leaves a paid call running, for the
+            # next run to re-attach to; stopping is done by cancelling the call (modal_calls).
+            self._stack.enter_context(modal_app.app.run(detach=True))
         return self
+
+    def _calls(self):
+        from poetry_workshop.pipeline.build.modal_calls import ModalCalls
+
+        if self._from_id is None:
+            import modal
+
+            self._from_id = modal.FunctionCall.from_id
+        return ModalCalls(self._from_id, self.log)
 
     def __exit__(self, *exc) -> None:
         if self._stack is not None:
@@ -107,19 +122,19 @@ class ModalBackend:
 
     def train(self, role: str, epochs: int | None, max_steps: int | None,
               on_progress=None, cancel: threading.Event | None = None) -> TrainSummary:
-        # Progress lines stream from the container through Modal's output; a cancel takes
-        # effect when the remote call returns (the checkpoints there are kept).
+        # Progress lines stream from the container through Modal's output. A cancel stops
+        # the call (the checkpoints on the volume are kept, and training again resumes).
         from poetry_workshop.pipeline.build.cloud_sync import set_checksums
-
-        expected = set_checksums(role, self.settings)
         from poetry_workshop.pipeline.training.results import TrainSummary
 
-        return TrainSummary(**self.modal_app.train_role.remote(role, self.layers, epochs, max_steps, expected))
+        expected = set_checksums(role, self.settings)
+        spawn = lambda: self.modal_app.train_role.spawn(role, self.layers, epochs, max_steps, expected)  # noqa: E731
+        return TrainSummary(**self._calls().run(f"train {role}", spawn, cancel))
 
-    def export(self, role: str) -> Path:
+    def export(self, role: str, cancel: threading.Event | None = None) -> Path:
         from poetry_workshop.pipeline.build.cloud_sync import download
 
-        self.modal_app.export_role.remote(role, self.layers)
+        self._calls().run(f"export {role}", lambda: self.modal_app.export_role.spawn(role, self.layers), cancel)
         got = download(self._volume(self.settings.export.modal.gguf_volume), role, self.settings, self.log)
         return got.path
 
