@@ -143,11 +143,17 @@ def _show_training(event) -> None:
 
 
 def cmd_train(args) -> int:
+    from poetry_workshop import locations
     from poetry_workshop.config.loader import load_settings
     from poetry_workshop.pipeline.build.backends import open_backend
+    from poetry_workshop.pipeline.data_lock import hold_data_folder
 
     settings = load_settings(getattr(args, "config", None))
-    with open_backend(args.backend, settings, _layers(args), _log) as backend:
+    # The training set and the checkpoints are the data folder's: one writer at a time.
+    with hold_data_folder(locations.data_dir()) as lock, \
+            open_backend(args.backend, settings, _layers(args), _log) as backend:
+        if lock.took_over:
+            _log(lock.takeover_note())
         if args.backend == "modal":
             backend.upload([args.role])
         result = backend.train(args.role, args.num_epochs_override, args.max_steps, _show_training)

@@ -97,12 +97,9 @@ class WorkshopSession:
             raise WorkshopError(f"--rounds must be at least 1, got {rounds}")
         text = validate_text(text, "request" if mode == "write" else "poem")
         models = {role: str(choice.path) for role, choice in engine.choices.items()}
-        record = store.create_session(mode, _title(text), rounds, models)
-        if mode == "write":
-            store.add_node(record.id, None, "request", "person", text)
-        else:
-            store.add_node(record.id, None, "draft", "person", text)
-        return cls(store, engine, store.get_session(record.id), max_tokens, on_event)
+        first = "request" if mode == "write" else "draft"
+        record, _ = store.start_session(mode, _title(text), rounds, models, first, "person", text)
+        return cls(store, engine, record, max_tokens, on_event)
 
     @classmethod
     def resume(

@@ -1,7 +1,8 @@
 """The session store: revision trees in SQLite.
 
 One database file under the user folder (relocated by POETRY_WORKSHOP_HOME). WAL mode and a
-commit per node, so a crash loses at most the generation in flight. Migrations are an
+commit per node, so a crash loses at most the generation in flight; a new session is
+committed together with its first node, so none is ever found empty. Migrations are an
 ordered list applied by `PRAGMA user_version`. A database that SQLite cannot read is moved
 aside (never overwritten) and a new one started; a folder that cannot be written is a
 one-line error.
@@ -254,14 +255,29 @@ class SessionStore:
             raise self._unwritable(self.path, exc) from None
 
     def create_session(self, mode: str, title: str, target_rounds: int, models: dict[str, Any]) -> SessionRecord:
+        """An empty session, with no node yet (a session begun by a person is `start_session`)."""
         sid = uuid.uuid4().hex[:12]
-        now = _now()
-        self._write(
-            "INSERT INTO sessions (id, title, mode, target_rounds, models, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (sid, title, mode, target_rounds, json.dumps(models), now, now),
-        )
+        try:
+            with self._transaction():
+                self._insert_session(sid, mode, title, target_rounds, models, _now())
+        except sqlite3.OperationalError as exc:
+            raise self._unwritable(self.path, exc) from None
         return self.get_session(sid)
+
+    def start_session(
+        self, mode: str, title: str, target_rounds: int, models: dict[str, Any], kind: str, author: str, text: str,
+    ) -> tuple[SessionRecord, Node]:
+        """A session and its first node (the request or the poem) as its head, in one
+        transaction: a crash never leaves a session with nothing in it."""
+        sid, nid = uuid.uuid4().hex[:12], uuid.uuid4().hex[:12]
+        now = _now()
+        try:
+            with self._transaction():
+                self._insert_session(sid, mode, title, target_rounds, models, now)
+                self._insert_node(nid, sid, None, kind, author, text, None, now)
+        except sqlite3.OperationalError as exc:
+            raise self._unwritable(self.path, exc) from None
+        return self.get_session(sid), self.get_node(nid)
 
     def add_node(
         self, session_id: str, parent_id: str | None, kind: str, author: str, text: str,
@@ -269,23 +285,33 @@ class SessionStore:
     ) -> Node:
         """Commit one node and make it the session's head, in one transaction."""
         nid = uuid.uuid4().hex[:12]
-        now = _now()
         try:
             with self._transaction():
-                seq = self._conn.execute(
-                    "SELECT COALESCE(MAX(seq), 0) + 1 FROM nodes WHERE session_id = ?", (session_id,)
-                ).fetchone()[0]
-                self._conn.execute(
-                    "INSERT INTO nodes (id, session_id, parent_id, seq, kind, author, text, meta, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (nid, session_id, parent_id, seq, kind, author, text, json.dumps(meta or {}), now),
-                )
-                self._conn.execute(
-                    "UPDATE sessions SET head_id = ?, updated_at = ? WHERE id = ?", (nid, now, session_id)
-                )
+                self._insert_node(nid, session_id, parent_id, kind, author, text, meta, _now())
         except sqlite3.OperationalError as exc:
             raise self._unwritable(self.path, exc) from None
         return self.get_node(nid)
+
+    # Statements for use inside `_transaction` only: each leaves the commit to its caller.
+    def _insert_session(self, sid: str, mode: str, title: str, target_rounds: int, models: dict[str, Any],
+                        now: str) -> None:
+        self._conn.execute(
+            "INSERT INTO sessions (id, title, mode, target_rounds, models, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (sid, title, mode, target_rounds, json.dumps(models), now, now),
+        )
+
+    def _insert_node(self, nid: str, session_id: str, parent_id: str | None, kind: str, author: str, text: str,
+                     meta: dict[str, Any] | None, now: str) -> None:
+        seq = self._conn.execute(
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM nodes WHERE session_id = ?", (session_id,)
+        ).fetchone()[0]
+        self._conn.execute(
+            "INSERT INTO nodes (id, session_id, parent_id, seq, kind, author, text, meta, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (nid, session_id, parent_id, seq, kind, author, text, json.dumps(meta or {}), now),
+        )
+        self._conn.execute("UPDATE sessions SET head_id = ?, updated_at = ? WHERE id = ?", (nid, now, session_id))
 
     def set_head(self, session_id: str, node_id: str) -> None:
         self._write("UPDATE sessions SET head_id = ?, updated_at = ? WHERE id = ?", (node_id, _now(), session_id))

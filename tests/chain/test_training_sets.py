@@ -4,11 +4,15 @@ that is deterministic and leak-free, caps, and the length check under the base t
 from __future__ import annotations
 
 import json
+import shutil
+from collections import Counter
 
 import pytest
 
 from poetry_workshop import locations
 from poetry_workshop.config.loader import load_settings
+from poetry_workshop.names import TASK_NAMES
+from poetry_workshop.pipeline.data.prompt_versions import current_versions
 from poetry_workshop.pipeline.data.raw_poems import poem_id
 from poetry_workshop.pipeline.training.training_sets import (
     TokenCounter,
@@ -51,7 +55,8 @@ def corpus() -> list[dict]:
                     "output": {"poem": POEM, "critique": GOOD_CRITIQUE, "revision": GOOD_REVISION}})
     out.append({"id": "comparisons-0", "task": "comparisons", "inputs": {"poem_a": HUMAN[7], "poem_b": HUMAN[8]},
                 "output": {"comparison": "Compare " * 50, "quotes": ["a", "b"]}})
-    return out
+    versions = current_versions(TASK_NAMES)  # as the generator stamps them with today's persona
+    return [{**r, "prompt_version": versions[r["task"]]} for r in out]
 
 
 def write_gated(records: list[dict], name: str = "mixed.jsonl") -> None:
@@ -199,3 +204,64 @@ def test_prepare_runs_on_gate_output(starter_base):
     assert run.report.kept >= 1
     result = prepare(load_settings(), ["educator"], None, 1)
     assert result.reports[0].counts
+
+
+# ------------------------------------------------------------------ prompt versions
+
+
+def _older(records: list[dict], task: str) -> list[dict]:
+    """The records of `task` as if made before a persona edit."""
+    return [{**r, "prompt_version": "0123456789"} if r["task"] == task else r for r in records]
+
+
+def test_records_of_an_older_prompt_version_are_left_out_and_counted(starter_base):
+    records = _older(corpus(), "lessons")
+    del records[0]["prompt_version"]  # a critique with no version at all is not current either
+    write_gated(records)
+    lines: list[str] = []
+    run = prepare(load_settings(), ["educator"], None, 5, warn=lines.append)
+    assert run.older == {"lessons": 6, "critiques": 1} and not run.older_kept
+    (note,) = [line for line in lines if "earlier prompt version" in line]
+    assert "7 record(s)" in note and "critiques 1, lessons 6" in note and "--include-older-versions" in note
+    counts = run.reports[0].counts
+    assert not any(task == "lessons" for task, _ in counts)
+    data = locations.data_dir() / "educator_training"
+    written = read(data / "train.jsonl") + read(data / "valid.jsonl")
+    assert not any("Question " in m["content"] for e in written for m in e["messages"])  # no lesson reached training
+    left_out_critique = records[0]["output"]["critique"]
+    assert not any(m["content"] == left_out_critique for e in written for m in e["messages"])
+
+
+def test_include_older_versions_keeps_them_and_says_so(starter_base):
+    write_gated(_older(corpus(), "lessons"))
+    lines: list[str] = []
+    run = prepare(load_settings(), ["educator"], None, 5, warn=lines.append, include_older_versions=True)
+    assert run.older == {"lessons": 6} and run.older_kept
+    assert any("are kept with the current ones" in line for line in lines)
+    assert sum(n for (task, _), n in run.reports[0].counts.items() if task == "lessons") == 6
+
+
+def test_only_older_records_is_one_line_and_writes_nothing(starter_base):
+    write_gated([{**r, "prompt_version": "0123456789"} for r in corpus()])
+    out = run_cli("data", "prepare")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "earlier prompt version" in out.stderr.strip().splitlines()[-1]
+    assert "--include-older-versions" in out.stderr
+    assert not (locations.data_dir() / "educator_training").exists()
+
+
+def test_after_a_persona_edit_prepare_leaves_the_records_made_before_it_out(starter_base, tmp_path, monkeypatch):
+    """The version prepare compares with is the one the generator would stamp today: editing
+    the Poet's voice document changes the version of the tasks whose prefix holds it."""
+    records = corpus()
+    write_gated(records)
+    persona = tmp_path / "persona"
+    shutil.copytree(locations.persona_dir(), persona)
+    doc = persona / "poet_voice.md"
+    doc.write_text(doc.read_text(encoding="utf-8") + "\nOne more rule.\n", encoding="utf-8")
+    monkeypatch.setattr(locations, "persona_dir", lambda: persona)
+    run = prepare(load_settings(), ["educator", "poet"], None, 5)
+    made = Counter(r["task"] for r in records)
+    assert run.older == {"dialogues": made["dialogues"], "poet-pairs": made["poet-pairs"]}
+    assert run.skipped == ["poet"]  # the Poet learns only from those two tasks
+    assert {task for task, _ in run.reports[0].counts} == {"critiques", "briefs", "lessons", "autopsies", "comparisons"}

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +88,58 @@ def test_database_from_a_newer_version_is_refused_and_kept(tmp_path):
     with pytest.raises(StoreError, match="newer Poetry Workshop"):
         SessionStore.open(path)
     assert path.read_bytes() == before
+
+
+def test_a_session_and_its_first_node_are_committed_together(tmp_path):
+    store = SessionStore.open(tmp_path / "s.db")
+    rec, first = store.start_session("workshop", "kettle", 2, {"educator": "e.gguf"}, "draft", "person", "the kettle")
+    assert rec.head_id == first.id and rec.draft_count == 1
+    assert first.parent_id is None and first.seq == 1 and first.text == "the kettle"
+    assert [n.id for n in store.tree(rec.id).path_to(rec.head_id)] == [first.id]
+    store.close()
+
+
+def test_a_failure_between_the_session_and_its_node_leaves_no_empty_session(tmp_path, monkeypatch):
+    store = SessionStore.open(tmp_path / "s.db")
+
+    def fail(*args, **kwargs):
+        raise OSError("disk gone between the two inserts")
+
+    monkeypatch.setattr(store, "_insert_node", fail)
+    with pytest.raises(OSError):
+        store.start_session("write", "tide", 2, {}, "request", "person", "tide")
+    monkeypatch.undo()
+    with pytest.raises(sqlite3.IntegrityError):  # a node the schema refuses takes its session with it
+        store.start_session("write", "tide", 2, {}, "no-such-kind", "person", "tide")
+    assert store.list_sessions() == []
+    store.close()
+    conn = sqlite3.connect(tmp_path / "s.db")
+    assert conn.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] == 0
+    conn.close()
+
+
+KILLED_BETWEEN = """
+import os, signal, sys
+from poetry_workshop.workshop.store import SessionStore
+
+store = SessionStore.open(sys.argv[1])
+store.start_session("write", "kept", 1, {}, "request", "person", "kept")
+
+def die(*args, **kwargs):  # the session row is written, its node not yet
+    os.kill(os.getpid(), signal.SIGKILL)
+
+store._insert_node = die
+store.start_session("write", "lost", 1, {}, "request", "person", "lost")
+"""
+
+
+def test_kill_9_between_the_session_and_its_node_leaves_no_empty_session(tmp_path):
+    path = tmp_path / "s.db"
+    child = subprocess.run([sys.executable, "-c", KILLED_BETWEEN, str(path)], capture_output=True, text=True,
+                           timeout=60, cwd=Path(__file__).resolve().parents[2])
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    store = SessionStore.open(path)
+    sessions = store.list_sessions()
+    assert [s.title for s in sessions] == ["kept"]
+    assert all(s.head_id is not None for s in sessions)
+    store.close()

@@ -12,6 +12,9 @@ group goes wholly to train or to valid, chosen by a seeded hash, with every task
 least one validation group when it has enough. Each example is checked before it is
 written: roles alternate, no turn is empty, and it fits `max_seq` of its training config
 under the base model's tokenizer (longer ones are dropped and counted).
+
+Only records of each task's current prompt version are read unless older ones are asked
+for (`pipeline/data/prompt_versions.py`), and the count of those left out is said.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from types import SimpleNamespace
 from poetry_workshop import locations
 from poetry_workshop.errors import ConfigError
 from poetry_workshop.files import write_jsonl_atomic
+from poetry_workshop.pipeline.data.prompt_versions import split_by_version
 from poetry_workshop.pipeline.data.raw_poems import poem_id
 from poetry_workshop.workshop import prompts
 from poetry_workshop.workshop.persona import Persona
@@ -373,12 +377,20 @@ ROLE_TASKS = {
 class PrepareRun:
     reports: list[SetReport]
     skipped: list[str]  # roles with no examples
+    # task -> gated records of an earlier prompt version: left out, or kept on request
+    older: Counter = field(default_factory=Counter)
+    older_kept: bool = False
 
 
 def prepare(settings, roles: Iterable[str], min_samples: int | None, seed: int | None,
-            gated_dir: Path | None = None, warn: Callable[[str], None] = lambda line: None) -> PrepareRun:
+            gated_dir: Path | None = None, warn: Callable[[str], None] = lambda line: None,
+            include_older_versions: bool = False) -> PrepareRun:
     """Read every gated file, build the sets for `roles`, check them all, then write them.
-    Problems with single lines or examples go to `warn` as they are found."""
+    Problems with single lines or examples go to `warn` as they are found.
+
+    Only records of each task's current prompt version are used, so a persona edit never
+    trains old and new records together unasked; `include_older_versions` keeps the older
+    ones too. Either way `warn` says how many there were."""
     from poetry_workshop.pipeline.gate.run import read_records
     from poetry_workshop.workshop.persona import load_persona
 
@@ -397,6 +409,16 @@ def prepare(settings, roles: Iterable[str], min_samples: int | None, seed: int |
                 seen.add(r["id"])
                 records.append(r)
     require_records(records, str(gated_dir))
+    versions = split_by_version(records)
+    note = versions.describe_older(str(gated_dir), kept=include_older_versions)
+    if note:
+        warn(note)
+    if not include_older_versions:
+        if not versions.current:
+            raise ConfigError(f"{gated_dir}: all {len(records)} gated records were made with an earlier prompt "
+                              "version; regenerate and gate them, or add --include-older-versions to train on "
+                              "them (nothing was written)")
+        records = versions.current
     persona = load_persona()
     counters: dict[str, TokenCounter] = {}
     built, skipped = [], []
@@ -425,4 +447,4 @@ def prepare(settings, roles: Iterable[str], min_samples: int | None, seed: int |
                           "(nothing was written)")
     for sets, report in built:
         write_sets(sets, report.paths)
-    return PrepareRun([report for _, report in built], skipped)
+    return PrepareRun([report for _, report in built], skipped, versions.older_by_task(), include_older_versions)
