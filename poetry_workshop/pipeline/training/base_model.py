@@ -95,10 +95,13 @@ def seat_template_tokens(model, tokenizer, names: list[str] | None = None) -> li
     wrote them: their embeddings sit among the thousands of `<unused…>` tokens' (cosine 0.93
     with `<unused44>` in Gemma 3 270M), and with tied embeddings the output rows are the same
     vectors. LoRA cannot then teach the model to write `<end_of_turn>` rather than its
-    neighbours (it ended turns with `<unused44>`). Each such row becomes the mean of the
-    vocabulary's rows plus its own offset from that mean, scaled to a tenth of the mean's
-    length: a point no other token sits at, and the same point when seated again. The same
-    function runs before training and (with the names training recorded) before the merge,
+    neighbours (it ended turns with `<unused44>`). Nor can a row at the vocabulary's mean be
+    told apart: every token's logit shares the mean's part, so only a row's offset from the
+    mean singles it out. Each such row becomes the mean plus an offset as long as a typical
+    token's (the median over the others), in a direction drawn from a generator seeded with
+    the token's id: in hundreds of dimensions, a direction no other token points along, and
+    the same one when seated again. The same function runs before training and (with the
+    names training recorded) before the merge, where the trained rows then replace these,
     so the export carries the rows the adapter was trained against."""
     import torch
 
@@ -114,7 +117,67 @@ def seat_template_tokens(model, tokenizer, names: list[str] | None = None) -> li
         matrices = [rows] if head is None or head.weight.data_ptr() == rows.data_ptr() else [rows, head.weight]
         for matrix in matrices:  # untied: the output rows too
             mean = matrix[keep].float().mean(dim=0)
+            typical = (matrix[keep].float() - mean).norm(dim=1).median()
             for i in ids:
-                offset = matrix[i].float() - mean
-                matrix[i] = (mean + offset * (0.1 * mean.norm() / offset.norm().clamp_min(1e-8))).to(matrix.dtype)
+                direction = torch.randn(matrix.shape[1], generator=torch.Generator().manual_seed(int(i)))
+                matrix[i] = (mean + direction * (typical / direction.norm())).to(matrix.dtype)
     return tokenizer.convert_ids_to_tokens(ids)
+
+
+TEMPLATE_ROWS = "template_rows.safetensors"  # beside the adapter and in each checkpoint
+
+
+def _row_matrices(model) -> list:
+    """The embedding matrix, and the output matrix when it is not the same (tied) tensor."""
+    rows = model.get_input_embeddings().weight
+    head = model.get_output_embeddings()
+    return [rows] if head is None or head.weight.data_ptr() == rows.data_ptr() else [rows, head.weight]
+
+
+def train_template_rows(model, ids: list[int]) -> None:
+    """Let the optimiser move the rows of `ids` (and no other) of the embedding and output
+    matrices, beside the LoRA weights. Call after the model is wrapped for LoRA (which
+    freezes everything else) and before the optimiser is made.
+
+    Seating (above) moves a given template's tokens out of the unused cluster, but LoRA still
+    cannot move the rows themselves: the pretrained Gemma 3 270M, trained on seated rows,
+    ended one golden prompt of two with `<unused44>`. The rows are few, so they are trained
+    in full: every other row's gradient is zeroed, and with no weight decay (the Trainer's
+    default) Adam leaves a row with a zero gradient where it is."""
+    import torch
+
+    for matrix in _row_matrices(model):
+        mask = torch.zeros(matrix.shape[0], 1, dtype=matrix.dtype, device=matrix.device)
+        mask[ids] = 1
+        matrix.requires_grad_(True)
+        matrix.register_hook(lambda grad, mask=mask: grad * mask.to(grad.dtype))
+
+
+def save_template_rows(model, ids: list[int], folder: Path) -> None:
+    """Write the trained rows of `ids` into `folder` (an adapter or a checkpoint)."""
+    import torch
+    from safetensors.torch import save_file
+
+    tensors = {"ids": torch.tensor(ids, dtype=torch.int64)}
+    for name, matrix in zip(("input", "output"), _row_matrices(model)):
+        tensors[name] = matrix.detach()[ids].to("cpu", torch.float32).contiguous()
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(folder / TEMPLATE_ROWS))
+
+
+def load_template_rows(model, folder: Path) -> list[int]:
+    """Put the rows saved in `folder` back into the model; returns their ids (none when the
+    folder has no such file)."""
+    import torch
+    from safetensors.torch import load_file
+
+    path = folder / TEMPLATE_ROWS
+    if not path.is_file():
+        return []
+    tensors = load_file(str(path))
+    ids = tensors["ids"].tolist()
+    with torch.no_grad():
+        for name, matrix in zip(("input", "output"), _row_matrices(model)):
+            if name in tensors:  # a tied model saved one matrix, and its output is the same tensor
+                matrix[ids] = tensors[name].to(matrix.device, matrix.dtype)
+    return ids

@@ -34,7 +34,12 @@ from pathlib import Path
 from poetry_workshop import locations
 from poetry_workshop.errors import ConfigError, WorkshopError
 from poetry_workshop.files import copy_atomic, sha256_of
-from poetry_workshop.pipeline.training.base_model import quiet_transformers, resolve_base, seat_template_tokens
+from poetry_workshop.pipeline.training.base_model import (
+    load_template_rows,
+    quiet_transformers,
+    resolve_base,
+    seat_template_tokens,
+)
 
 CONVERTER_MEMBERS = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/")
 # Real tokenizers and chat templates of the families a user trains on, from the same pinned
@@ -132,6 +137,7 @@ def merge(base_name: str, adapter: Path, out: Path, log=lambda message: None) ->
         if (adapter / "workshop_training.json").is_file() else {}
     if trained.get("seated_tokens"):  # as training did, for a base it gave a template
         seat_template_tokens(model, tokenizer, trained["seated_tokens"])
+    load_template_rows(model, adapter)  # the template's rows as training left them
     merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     eot = end_of_turn_id(tokenizer)
     eot_text = tokenizer.convert_ids_to_tokens(eot)

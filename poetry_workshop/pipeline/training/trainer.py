@@ -27,7 +27,14 @@ from pathlib import Path
 from poetry_workshop import locations
 from poetry_workshop.errors import ConfigError
 from poetry_workshop.names import ROLES
-from poetry_workshop.pipeline.training.base_model import quiet_transformers, resolve_base, seat_template_tokens
+from poetry_workshop.pipeline.training.base_model import (
+    load_template_rows,
+    quiet_transformers,
+    resolve_base,
+    save_template_rows,
+    seat_template_tokens,
+    train_template_rows,
+)
 from poetry_workshop.pipeline.training.results import TrainingCancelled, TrainingProgress, TrainResult
 from poetry_workshop.pipeline.training.training_sets import check_conversation
 
@@ -303,13 +310,24 @@ def train(role: str, settings, *, epochs: int | None = None, max_steps: int | No
     args = training_arguments(run, out_dir, num_epochs, max_steps, device, evaluate=bool(valid_rows))
     lora = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
                       target_modules=list(config.lora.target_modules), task_type="CAUSAL_LM")
-    callback = WorkshopCallback(role, out_dir, on_progress=on_progress, on_checkpoint=on_checkpoint, cancel=cancel)
+    seated_ids = tokenizer.convert_tokens_to_ids(seated)
+
+    def saved(folder: Path) -> None:
+        if seated_ids:  # the rows trained beside the adapter travel with every checkpoint
+            save_template_rows(trainer.model, seated_ids, folder)
+        on_checkpoint(folder)
+
+    callback = WorkshopCallback(role, out_dir, on_progress=on_progress, on_checkpoint=saved, cancel=cancel)
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=Dataset.from_list(train_rows),
         eval_dataset=Dataset.from_list(valid_rows) if valid_rows else None,
         processing_class=tokenizer, peft_config=lora, callbacks=[callback],
     )
     trainer.remove_callback(PrinterCallback)  # progress goes through on_progress instead
+    if seated_ids:
+        train_template_rows(trainer.model, seated_ids)
+        if resume is not None:
+            load_template_rows(trainer.model, resume)
     try:
         output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     except (ValueError, RuntimeError, OSError) as exc:
@@ -322,6 +340,8 @@ def train(role: str, settings, *, epochs: int | None = None, max_steps: int | No
     adapter = out_dir / "adapter"
     trainer.model.save_pretrained(str(adapter))
     tokenizer.save_pretrained(str(adapter))
+    if seated_ids:
+        save_template_rows(trainer.model, seated_ids, adapter)
     (adapter / "workshop_training.json").write_text(json.dumps({
         "role": role, "base_model": run.base_model, "data_hash": data_hash(train_path, valid_path),
         "epochs": num_epochs, "steps": trainer.state.global_step, "end_of_turn_id": end_of_turn,
