@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from poetry_workshop.config.loader import load_settings
-from poetry_workshop.pipeline.claude.ledger import PriceBook, Usage
+from poetry_workshop.pipeline.claude.ledger import PriceBook, Usage, is_call
 from poetry_workshop.pipeline.data.generation import GenerateOptions, TeachingDataRun
 from poetry_workshop.pipeline.jsonl_log import read_jsonl
 from tests.fakes.claude_server import ClaudeServer
@@ -48,7 +48,7 @@ def one_run(folder: Path, requests: int, concurrency: int, cache: bool) -> tuple
     seconds = time.perf_counter() - start
     ledger, _ = read_jsonl(folder / "ledger.jsonl")
     book = PriceBook(settings.generation.prices)
-    input_dollars = sum(book.input_cost(e["model"], Usage(**e["usage"])) for e in ledger)
+    input_dollars = sum(book.input_cost(e["model"], Usage(**e["usage"])) for e in ledger if is_call(e))
     return seconds, input_dollars, report.accepted
 
 

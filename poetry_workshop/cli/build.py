@@ -240,6 +240,11 @@ def cmd_pipeline(args) -> int:
         print(f"{role}: {gguf}")
     if state.dollars:
         print(f"Claude: ${state.dollars:.4f} this run", file=sys.stderr)
+    from poetry_workshop.pipeline.build.spending import last_build_spending
+
+    build = last_build_spending()  # the whole build's, earlier runs included, from the ledger
+    if build is not None and build.total:
+        print(build.describe(), file=sys.stderr)
     return ExitCode.OK
 
 

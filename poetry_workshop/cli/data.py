@@ -26,8 +26,17 @@ class DataCommand(Command):
         return _register(subparsers)
 
     def run(self, args) -> int:
+        from poetry_workshop import locations
+        from poetry_workshop.pipeline.data_lock import hold_data_folder
+
         actions = {"generate": cmd_generate, "gate": cmd_gate, "prepare": cmd_prepare}
-        return actions[args.data_command](args)
+        if args.data_command == "generate" and args.estimate:
+            return cmd_generate(args)  # an estimate writes nothing: it may run beside a writer
+        # One writer per data folder: a second generate would pay again for the same ids.
+        with hold_data_folder(locations.data_dir()) as held:
+            if held.took_over:
+                print(f"warning: {held.takeover_note()}", file=sys.stderr)
+            return actions[args.data_command](args)
 
 
 def _register(sub):
@@ -62,7 +71,8 @@ def _register(sub):
     gen.add_argument("--concurrency", type=positive_int("--concurrency"), metavar="N",
                      help="requests in flight (default from config)")
     gen.add_argument("--max-cost", type=dollars("--max-cost"), metavar="USD",
-                     help="spend at most this many dollars in this run; it stops before a call that could pass it")
+                     help="spend at most this many dollars on the records file, earlier runs included (read back "
+                     "from the ledger beside it); it stops before a call that could pass it")
     gen.add_argument("--estimate", action="store_true",
                      help="print the expected tokens and dollars, then stop without generating")
     gen.add_argument("--batch-api", action="store_true",
@@ -79,6 +89,8 @@ def _register(sub):
     gate.add_argument("input", metavar="INPUT", help="generated records, e.g. data/annotated/critiques.jsonl")
     gate.add_argument("--output", metavar="PATH", help="kept records (default data/gated/INPUT.jsonl)")
     gate.add_argument("--reject-log", metavar="PATH", help="rejections (default beside --output, .rejects.jsonl)")
+    gate.add_argument("--include-older-versions", action="store_true",
+                      help="also gate records made with an earlier prompt version (left out and counted by default)")
     add_config(gate)
 
     prep = data_sub.add_parser(
@@ -93,6 +105,9 @@ def _register(sub):
     prep.add_argument("--min-samples", type=positive_int("--min-samples"), metavar="N",
                       help="cap each training set at N examples (a quick run)")
     prep.add_argument("--seed", type=int, metavar="N", help="split seed (default: the training config's seed)")
+    prep.add_argument("--include-older-versions", action="store_true",
+                      help="also use gated records made with an earlier prompt version (left out and counted "
+                      "by default, so records from before a persona edit never mix in unasked)")
     add_config(prep)
     return data
 
@@ -193,6 +208,11 @@ def cmd_generate(args) -> int:
               f"after the first calls; ~{e.mean_item_tokens:,} per item), counted by {e.counted_by}")
         print(f"  output  ~{e.output_tokens:,} tokens (typical length from config)")
         print(f"  cost    ~${e.dollars:.2f} online, ~${e.dollars_batch_api:.2f} with --batch-api")
+        print(f"  prices  {e.prices}")
+        if e.spent_before:
+            print(f"  spent   ${e.spent_before:.4f} on {run.output.name} by earlier runs (from {run.ledger_path})")
+        if e.cap is not None:
+            print(f"  cap     ${e.cap:.2f} for {run.output.name}, ${max(0.0, e.cap - e.spent_before):.4f} left")
         print("nothing was generated and nothing was spent")
         return ExitCode.OK
 
@@ -204,11 +224,13 @@ def cmd_generate(args) -> int:
     print(f"{report.task}: {report.existing + report.accepted} of {report.target} records in {report.output} "
           f"({report.accepted} new, {report.rejected} rejected, {report.failed} failed, ${report.dollars:.4f}); "
           f"rejects in {report.rejects.name}, costs in {report.ledger}", file=sys.stderr)
+    if report.spent_before:
+        print(f"{report.task}: ${report.spent_before + report.dollars:.4f} spent on {report.output.name} in all "
+              f"(${report.spent_before:.4f} by earlier runs + ${report.dollars:.4f} in this one)", file=sys.stderr)
     if report.stopped:
         print(f"{report.task}: {report.stopped}", file=sys.stderr)
     reached = report.existing + report.accepted >= report.target
-    capped = bool(report.stopped and report.stopped.startswith("stopped by --max-cost"))
-    return ExitCode.OK if reached or (capped and report.failed == 0) else ExitCode.FAILED
+    return ExitCode.OK if reached or (report.capped and report.failed == 0) else ExitCode.FAILED
 
 
 def cmd_gate(args) -> int:
@@ -220,7 +242,7 @@ def cmd_gate(args) -> int:
 
     settings = load_settings(args.config)
     run = gate_file(settings, Path(args.input).expanduser(), path(args.output), path(args.reject_log),
-                    warn=_Warnings())
+                    warn=_Warnings(), include_older_versions=args.include_older_versions)
     print(format_table(run.report))
     print(f"gate: kept {run.report.kept} of {run.report.seen} records in {run.output}; "
           f"{run.report.rejected} rejected, reasons in {run.reject_log}; LLM-ism baseline "
@@ -234,7 +256,8 @@ def cmd_prepare(args) -> int:
 
     roles = ["educator"] if args.educator_only else ["poet"] if args.poet_only else list(ROLES)
     settings = load_settings(args.config)
-    run = prepare(settings, roles, args.min_samples, args.seed, warn=_Warnings())
+    run = prepare(settings, roles, args.min_samples, args.seed, warn=_Warnings(),
+                  include_older_versions=args.include_older_versions)
     for role in run.skipped:
         print(f"prepare: no {role} examples in the gated records; its sets were not written", file=sys.stderr)
     for report in run.reports:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from poetry_workshop.cli.command import Command
-from poetry_workshop.cli.options import add_config, positive_int
+from poetry_workshop.cli.options import add_config, dollars, positive_int
 
 
 class EvalCommand(Command):
@@ -47,6 +47,9 @@ def _register(sub):
                    help="also ask Claude to compare the first configuration with each other one, item by item, "
                    "in both orders (needs ANTHROPIC_API_KEY)")
     p.add_argument("--judge-model", metavar="M", help="Claude model for --judge (default: the generation config's)")
+    p.add_argument("--judge-max-cost", type=dollars("--judge-max-cost"), metavar="USD",
+                   help="spend at most this on the judge in this eval (default: [judge] max_cost in "
+                   "config/generation.toml); a call that could pass it is not made")
     p.add_argument("--out", metavar="DIR", type=Path,
                    help="folder for the report (default: data/eval/<date-time>/)")
     p.add_argument("--compare", metavar="REPORT.json", type=Path,
@@ -74,12 +77,17 @@ def cmd_eval(args) -> int:
 
     report = run_eval(settings, configurations, limit=args.limit, judge=args.judge, out_dir=args.out,
                       compare=args.compare, on_progress=progress, seed=args.seed, max_tokens=args.max_tokens,
-                      judge_model=args.judge_model, eval_set_path=args.eval_set)
+                      judge_model=args.judge_model, eval_set_path=args.eval_set,
+                      judge_max_cost=args.judge_max_cost)
     print(table(report))
     for pair in report.judge or []:
         agreement = "n/a" if pair["agreement"] is None else f"{pair['agreement']:.0%}"
         bias = "; position bias detected" if pair["position_bias"] else ""
         print(f"judge {pair['a']} vs {pair['b']}: wins {pair['wins']}, agreement across orders {agreement}{bias}")
+    if report.judge_cost:
+        cost = report.judge_cost
+        print(f"judge: ${cost['dollars']:.4f} for {cost['calls']} Claude calls (cap ${cost['cap']:.2f}; ledger "
+              f"{cost['ledger']})" + (f"; {cost['stopped']}" if cost["stopped"] else ""), file=sys.stderr)
     for path in report.files.values():
         print(f"wrote {path}", file=sys.stderr)
     return ExitCode.OK

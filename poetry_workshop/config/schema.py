@@ -208,11 +208,23 @@ class RawPoemSettings:
 
 
 @dataclass
+class PriceTier:
+    above_prompt_tokens: int = setting(0, "applies to a call whose prompt (input, cache write and cache read "
+                                          "tokens together) is longer than this")
+    input_per_mtok: float = setting(0.0, "dollars per million input tokens")
+    output_per_mtok: float = setting(0.0, "dollars per million output tokens")
+    cache_write_per_mtok: float = setting(0.0, "dollars per million cache-write tokens")
+    cache_read_per_mtok: float = setting(0.0, "dollars per million cache-read tokens")
+
+
+@dataclass
 class Price:
     input_per_mtok: float = setting(0.0, "dollars per million input tokens")
     output_per_mtok: float = setting(0.0, "dollars per million output tokens")
     cache_write_per_mtok: float = setting(0.0, "dollars per million cache-write tokens")
     cache_read_per_mtok: float = setting(0.0, "dollars per million cache-read tokens")
+    tiers: list[PriceTier] = setting([], "higher prices for long prompts ([[...tiers]] tables); the whole call "
+                                         "is priced at the tier its prompt length reaches")
 
 
 @dataclass
@@ -223,12 +235,20 @@ class PriceTable:
 
 
 @dataclass
+class JudgeSettings:
+    max_tokens: int = setting(8000, "longest verdict per call (thinking included)")
+    max_cost: float = setting(2.0, "most dollars one eval's judging may spend; --judge-max-cost overrides")
+    expected_output_tokens: int = setting(800, "typical verdict length (thinking included), for the estimate")
+
+
+@dataclass
 class GenerationConfig:
     FILE = "generation"
     claude: ClaudeSettings = setting(ClaudeSettings(), "the Claude client")
     batch: BatchSettings = setting(BatchSettings(), "the Message Batches API (--batch-api)")
     raw: RawPoemSettings = setting(RawPoemSettings(), "reading data/raw/{good,bad}")
     prices: PriceTable = setting(PriceTable(), "dated price table for the cost ledger")
+    judge: JudgeSettings = setting(JudgeSettings(), "the Claude judge of `workshop eval --judge`")
     seed: int = setting(1234, "seed of the brief attribute samplers and of poem pairing")
     limits: dict[str, int] = setting({}, "default --limit per task")
     max_tokens: dict[str, int] = setting({}, "max_tokens per task, where it differs from claude.max_tokens")

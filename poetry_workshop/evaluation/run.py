@@ -62,9 +62,11 @@ def run_eval(settings, configurations: list[Configuration], *, limit: int | None
              out_dir: Path | None = None, compare: Path | None = None,
              on_progress: Callable[[EvalProgress], None] | None = None, seed: int | None = None,
              max_tokens: int | None = None, judge_model: str | None = None,
-             eval_set_path: Path | None = None) -> EvalReport:
+             eval_set_path: Path | None = None, judge_max_cost: float | None = None) -> EvalReport:
     """Run the set through each configuration, measure, judge, write; returns the report
-    with `files` naming what was written."""
+    with `files` naming what was written. The judge's estimate is reported (as progress)
+    before the first model loads; its spending is capped at `judge_max_cost` (default: the
+    config's) and reported with the verdicts."""
     from poetry_workshop.evaluation.metrics import Scorer
     from poetry_workshop.pipeline.gate.rules import QualityGate
     from poetry_workshop.pipeline.gate.run import human_rate
@@ -80,10 +82,16 @@ def run_eval(settings, configurations: list[Configuration], *, limit: int | None
     eval_set = load_eval_set(eval_set_path).limited(limit)
     old = read_report(compare) if compare is not None else None
     clients = []
+    budget = None
     if judge and len(configurations) > 1:
+        from poetry_workshop.evaluation.judge import JudgeBudget
+        from poetry_workshop.evaluation.judge import estimate as judge_estimate
         from poetry_workshop.pipeline.claude.calls import make_client
 
         clients.append(make_client(settings.generation.claude))  # no API key: fails now, not after the models ran
+        budget = JudgeBudget.from_settings(settings, judge_model, judge_max_cost)
+        progress(EvalProgress("judge", judge_estimate(settings, eval_set, len(configurations) - 1, budget.model,
+                                                      budget.cap).describe()))
 
     def judge_client():
         # A client is closed with the event loop that used it: each judged pair needs its own.
@@ -123,16 +131,22 @@ def run_eval(settings, configurations: list[Configuration], *, limit: int | None
             from poetry_workshop.evaluation.judge import judge_pair
 
             first = configurations[0]
-            for other in configurations[1:]:
-                progress(EvalProgress("judge", f"judge: {first.label} vs {other.label}, both orders"))
-                verdicts.append(judge_pair(judge_client(), settings, eval_set, first.label, outputs[first.label],
-                                           other.label, outputs[other.label], judge_model))
+            try:
+                for other in configurations[1:]:
+                    progress(EvalProgress("judge", f"judge: {first.label} vs {other.label}, both orders"))
+                    verdicts.append(judge_pair(judge_client(), settings, eval_set, first.label, outputs[first.label],
+                                               other.label, outputs[other.label], budget))
+            finally:
+                budget.close()
+            progress(EvalProgress("judge", f"judge: ${budget.dollars:.4f} for {budget.calls} calls"
+                                  + (f"; {budget.stopped}" if budget.stopped else "")))
 
     report = EvalReport(
         created=datetime.now(UTC).isoformat(timespec="seconds"), eval_set=eval_set.describe(), seed=seed,
         max_tokens=max_tokens, limit=limit, baseline={"per_1k": baseline, "source": source},
         training_poems=len(training), configurations=described, metrics=metrics,
-        outputs={label: o.to_json() for label, o in outputs.items()}, judge=verdicts)
+        outputs={label: o.to_json() for label, o in outputs.items()}, judge=verdicts,
+        judge_cost=budget.summary() if budget is not None else None)
     if old is not None:
         report.compare = compare_reports(report, old, compare)
     progress(EvalProgress("write", "writing the report"))

@@ -2,8 +2,9 @@
 
 It runs the build chain (pipeline/build/chain.py) on a background thread held by the app,
 so the person can go back to the workshop while it runs. The screen shows the chain's state
-(each stage with its progress bar, ETA and counts; dollars on Claude; time on Modal; a
-log) by polling it twice a second. The state is also saved to data/build/state.json, so
+(each stage with its progress bar, ETA and counts; dollars on Claude for the whole build,
+earlier runs included, with the cap and the estimate for the rest; time on Modal; a log) by
+polling it twice a second. The state is also saved to data/build/state.json, so
 after the app closes, the screen shows where the build stopped and `s` resumes it.
 
 Before a build that may spend money, the screen shows the estimate and asks. The settings
@@ -93,6 +94,8 @@ class BuildScreen(Screen):
         super().__init__()
         self._log_lines = 0
         self._shown: ChainState | None = None
+        self._spending_seen: tuple | None = None  # the files' stamps when the last build's spending was read
+        self._last_spending = None
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -170,8 +173,10 @@ class BuildScreen(Screen):
         error = f"\n[red]{state.error}[/red]" if state.error and not running else ""
         self.query_one("#build-status", Static).update(f"[b]{status}[/b] · {hint}{error}")
         models = ", ".join(f"{role}: {Path(path).name}" for role, path in state.models.items()) or "none yet"
+        spending = self.spending()
+        claude = spending.describe() if spending is not None else f"Claude ${state.dollars:.4f} spent"
         self.query_one("#build-totals", Static).update(
-            f"Claude ${state.dollars:.4f} · Modal {state.modal_seconds / 60:.1f} min · exported: {models}")
+            f"{claude} · Modal {state.modal_seconds / 60:.1f} min · exported: {models}")
         log = self.query_one("#build-log", Log)
         if state is not self._shown:
             log.clear()
@@ -181,6 +186,26 @@ class BuildScreen(Screen):
         if new:
             log.write_lines(new)
         self._log_lines = len(state.log)
+
+    def spending(self):
+        """The build's whole Claude total: from the running chain, else from the ledger (read
+        again only when it or the build's record changed)."""
+        from poetry_workshop.pipeline.build.spending import last_build_spending, ledger_file, spending_file
+
+        live = getattr(self.app.builder.chain, "spending", None)
+        if live is not None:
+            return live
+        stamps = []
+        for path in (spending_file(), ledger_file()):
+            try:
+                info = path.stat()
+                stamps.append((info.st_mtime_ns, info.st_size))
+            except OSError:
+                stamps.append(None)
+        if tuple(stamps) != self._spending_seen:
+            self._spending_seen = tuple(stamps)
+            self._last_spending = last_build_spending()
+        return self._last_spending
 
     # ------------------------------------------------------------------ settings
     def _number(self, field: str, kind=int, minimum: float = 0):

@@ -15,6 +15,7 @@ import pytest
 from poetry_workshop import locations
 from poetry_workshop.config.loader import load_settings
 from poetry_workshop.pipeline.build.plan import ChainState, StageState, load_state
+from poetry_workshop.pipeline.build.spending import BuildSpending
 from poetry_workshop.tui.app import create_app
 from poetry_workshop.tui.build_screen import BuildScreen, ConfirmScreen, ReportScreen
 from poetry_workshop.tui.start_screen import StartScreen
@@ -197,7 +198,9 @@ def test_build_screen_idle(snap_compare, tmp_path, size):
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_build_screen_mid_run(snap_compare, tmp_path, size):
     async def open_mid_run(pilot):
-        pilot.app.builder.chain = SimpleNamespace(state=running_state())  # what a running chain shows
+        # What a running chain shows: a resumed build, with what its earlier runs spent.
+        pilot.app.builder.chain = SimpleNamespace(state=running_state(),
+                                                  spending=BuildSpending("b", 0.0123, 0.0155, 1.0, 0.04))
         screen = await open_build(pilot)
         screen.refresh_state()
         await pilot.pause()

@@ -12,7 +12,8 @@ import threading
 from types import SimpleNamespace
 
 import pytest
-from modal.exception import OutputExpiredError, TimeoutError as ModalTimeout
+from modal.exception import OutputExpiredError
+from modal.exception import TimeoutError as ModalTimeout
 
 from poetry_workshop.config.loader import load_settings
 from poetry_workshop.pipeline.build.backends import ModalBackend

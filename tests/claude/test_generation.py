@@ -4,82 +4,26 @@ loopback Claude server (tests/claude_server.py), reached through ANTHROPIC_BASE_
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from poetry_workshop import locations
 from poetry_workshop.config.loader import load_settings
 from poetry_workshop.pipeline.data.generation import GenerateOptions, TeachingDataRun
-from poetry_workshop.pipeline.jsonl_log import read_jsonl
-from tests.fakes.claude_server import ClaudeServer
-from tests.support.cli import ROOT, run_cli
-
-KEY = "loopback-credential-that-must-not-leak"
-GOOD = [
-    "The hose kicks in the yard\nwhere my father left it coiled,\na green snake with a brass head.",
-    "At the bus stop the rain\nwrites nothing on the shelter glass\nbut the number 14, backwards.",
-    "My aunt counts pills into a saucer\nthe way she once counted buttons,\nby colour, then by size.",
-    "The night nurse eats an orange\nin the dark of the ward office,\npeel in one long curl.",
-]
-BAD = [
-    "My heart is heavy like the rain\nthe tapestry of life unfolds\nin the echoes of the night",
-    "We dance beneath the silver moon\nour souls entwined in sweet embrace\nforever in this sacred space",
-    "The whispers of the ancient trees\nremind us of eternity\nand all the love that sets us free",
-]
-
-
-@pytest.fixture
-def claude(monkeypatch):
-    """The loopback server, with the environment a person would set, and fast retries."""
-    with ClaudeServer(api_key=KEY) as server:
-        monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
-        monkeypatch.setenv("POETRY_WORKSHOP__GENERATION__CLAUDE__RETRY_BASE_S", "0.01")
-        monkeypatch.setenv("POETRY_WORKSHOP__GENERATION__CLAUDE__TIMEOUT_S", "5.0")
-        monkeypatch.setenv("POETRY_WORKSHOP__GENERATION__BATCH__POLL_S", "0.05")
-        yield server
-
-
-@pytest.fixture
-def poems() -> Path:
-    raw = locations.data_dir() / "raw"
-    for quality, texts in (("good", GOOD), ("bad", BAD)):
-        (raw / quality).mkdir(parents=True)
-        (raw / quality / "poems.txt").write_text("\n---\n".join(texts) + "\n", encoding="utf-8")
-    return raw
-
-
-def generate(task: str, **options):
-    run = TeachingDataRun(load_settings(), GenerateOptions(task=task, **options))
-    return run, run.run()
-
-
-def annotated(name: str) -> list[dict]:
-    records, warnings = read_jsonl(locations.annotated_dir() / name)
-    assert warnings == []
-    return records
-
-
-def messages_calls(server: ClaudeServer) -> int:
-    return sum(1 for r in server.requests if r["path"].rstrip("/").endswith("/v1/messages"))
-
-
-def assert_consistent(task: str):
-    """Every record has one ledger line; no id twice; every line a whole JSON object."""
-    records = annotated(f"{task}.jsonl")
-    ids = [r["id"] for r in records]
-    assert len(ids) == len(set(ids))
-    ledger = [e for e in annotated("ledger.jsonl") if e["task"] == task]
-    accepted = [e["id"] for e in ledger if e["outcome"] == "accepted"]
-    assert set(ids) <= set(accepted)
-    return records, ledger
-
+from tests.claude.loopback import (
+    KEY,
+    annotated,
+    assert_consistent,
+    generate,
+    ledger_calls,
+    line_count,
+    messages_calls,
+    spawn_cli,
+    wait_until,
+)
+from tests.support.cli import run_cli
 
 # ------------------------------------------------------------------- the seven tasks
 
@@ -115,7 +59,7 @@ def test_requests_carry_the_cached_persona_prefix_and_no_unset_sampling(claude, 
         assert "How a critique is built" in body["system"][0]["text"]
         assert body["output_config"]["format"]["type"] == "json_schema" and "tools" not in body
         assert "temperature" not in body and "top_p" not in body
-    ledger = annotated("ledger.jsonl")
+    ledger = ledger_calls()
     assert ledger[0]["usage"]["cache_write_tokens"] > 1000
     assert all(e["usage"]["cache_read_tokens"] == ledger[0]["usage"]["cache_write_tokens"] for e in ledger[1:])
 
@@ -140,7 +84,7 @@ def test_transient_faults_are_retried_and_the_record_is_made(claude, poems, faul
     claude.faults.append(fault)
     _, report = generate("critiques", limit=1, concurrency=1)
     assert (report.accepted, report.failed) == (1, 0)
-    (entry,) = annotated("ledger.jsonl")
+    (entry,) = ledger_calls()
     assert entry["attempts"] == 2 and entry["outcome"] == "accepted"
 
 
@@ -156,7 +100,7 @@ def test_a_fault_that_outlives_its_retries_is_recorded_as_failed_and_the_run_goe
     claude.faults.extend([{"status": 529}] * 3)
     _, report = generate("critiques", limit=3, concurrency=1)
     assert report.failed == 1 and report.accepted == 3  # the run replaced it with the next poem
-    failed = [e for e in annotated("ledger.jsonl") if e["outcome"] == "failed"]
+    failed = [e for e in ledger_calls() if e["outcome"] == "failed"]
     assert len(failed) == 1 and failed[0]["attempts"] == 3
     assert "529 overloaded_error" in failed[0]["reason"] and failed[0]["request_id"].startswith("req_")
     assert any("failed after 3 attempt(s)" in w for w in report.warnings)
@@ -175,7 +119,7 @@ def test_refused_credentials_stop_the_run_with_an_actionable_message_and_no_key(
     out = run_cli("data", "generate", "critiques", "--limit", "3", "--concurrency", "1",
                   env={"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": claude.base_url})
     assert out.returncode == 2, out.stderr
-    assert "refused the credentials" in out.stderr and "ANTHROPIC_API_KEY" in out.stderr
+    assert "the Claude API refused" in out.stderr and "ANTHROPIC_API_KEY" in out.stderr
     assert "Traceback" not in out.stderr
     assert messages_calls(claude) == 1
     for path in locations.annotated_dir().glob("*"):
@@ -243,29 +187,12 @@ def test_estimate_counts_tokens_and_spends_nothing(claude, poems):
 # ------------------------------------------------------------- nothing lost, nothing twice
 
 
-def _spawn(args: list[str], env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "poetry_workshop", *args], cwd=ROOT, env={**os.environ, **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_for(predicate, timeout: float = 60.0) -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.02)
-
-
-def _lines(path: Path) -> int:
-    return path.read_bytes().count(b"\n") if path.exists() else 0
-
-
 def test_a_kill_mid_run_loses_and_duplicates_nothing(claude, monkeypatch):
     claude.latency = 0.15
     env = {"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": claude.base_url}
     out = locations.annotated_dir() / "briefs.jsonl"
-    proc = _spawn(["data", "generate", "briefs", "--limit", "30", "--concurrency", "4"], env)
-    _wait_for(lambda: _lines(out) >= 6)
+    proc = spawn_cli(["data", "generate", "briefs", "--limit", "30", "--concurrency", "4"], env)
+    wait_until(lambda: line_count(out) >= 6)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     # A crash mid-write leaves half a line; the rerun must set it aside, not glue onto it.
@@ -305,8 +232,8 @@ def test_a_restart_resumes_polling_instead_of_resubmitting(claude, poems):
     claude.batch_polls = 10**6  # the batch stays in progress until the test lets it end
     env = {"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": claude.base_url}
     state = locations.annotated_dir() / "critiques.batch.json"
-    proc = _spawn(["data", "generate", "critiques", "--limit", "4", "--batch-api"], env)
-    _wait_for(lambda: state.exists() and claude.count("/v1/messages/batches/", "GET") >= 2)
+    proc = spawn_cli(["data", "generate", "critiques", "--limit", "4", "--batch-api"], env)
+    wait_until(lambda: state.exists() and claude.count("/v1/messages/batches/", "GET") >= 2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     batch_id = json.loads(state.read_text(encoding="utf-8"))["batch_id"]

@@ -13,11 +13,16 @@ What it serves:
   input either comes from ``responder(body)`` or is filled in from the tool's
   ``input_schema``; anything else is answered with a short text block.
 * ``POST /v1/messages/count_tokens``.
-* Message Batches: create, retrieve (it ends after ``batch_polls`` retrievals), list, cancel
-  and ``results`` (JSON Lines, in an order unlike the submission's).
-* Prompt caching accounting, scripted faults (``faults``, ``batch_result_faults``), a fixed
-  ``latency`` per request, a request log (``requests``) and an API-key check (``x-api-key``,
-  or ``Authorization: Bearer``, which is how SDK 2.14 sends ``api_key=``).
+* Message Batches: create, retrieve (it ends after ``batch_polls`` retrievals), list (newest
+  first, paged by ``limit``, ``before_id`` and ``after_id`` with ``first_id``, ``last_id`` and
+  ``has_more`` as the API pages), cancel and ``results`` (JSON Lines, in an order unlike the
+  submission's). ``batch_faults`` script what a create does: refuse, or make the batch and
+  then answer with an error, answer late (the client times out) or hang up.
+* Prompt caching accounting, scripted faults (``faults``, ``batch_faults``,
+  ``batch_result_faults``), a fixed ``latency`` per request, a request log (``requests``), a
+  log of what the API would bill (``billed``: every message composed, whether or not the
+  client lived to read it) and an API-key check (``x-api-key``, or ``Authorization: Bearer``,
+  which is how SDK 2.14 sends ``api_key=``).
 
 Token counts are approximate but self-consistent: ``ceil(len(text) / 4)`` for each prompt
 item (tool, system block, message block) serialised as canonical JSON without its
@@ -51,7 +56,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 __all__ = ["ClaudeServer", "count_text_tokens", "prompt_tokens"]
 
@@ -63,6 +68,7 @@ Responder = Callable[[dict], "dict | str | None"]
 ERRORS: dict[int, tuple[str, str]] = {
     400: ("invalid_request_error", "Invalid request."),
     401: ("authentication_error", "invalid x-api-key"),
+    402: ("billing_error", "Your credit balance is too low to access the Anthropic API."),
     403: ("permission_error", "Your API key does not have permission to use the specified resource."),
     404: ("not_found_error", "Not found."),
     413: ("request_too_large", "Request exceeds the maximum allowed number of bytes."),
@@ -78,9 +84,9 @@ BATCH_RESULT_FAULTS = ("errored", "invalid", "expired", "canceled")
 REFUSAL_TEXT = "I can't help with that."
 
 WORDS = (
-    "amber", "harbor", "willow", "lantern", "quiet", "river", "ember", "meadow", "silver",
+    "amber", "harbor", "willow", "lantern", "quiet", "river", "gravel", "meadow", "silver",
     "hollow", "tide", "sparrow", "winter", "orchard", "candle", "stone", "morning", "thistle",
-    "salt", "wind", "field", "thread", "echo", "garden", "rain", "copper", "moss", "dusk",
+    "salt", "wind", "field", "thread", "fern", "garden", "rain", "copper", "moss", "dusk",
     "bell", "paper", "light", "shore", "breath", "window", "honey", "clover",
 )
 
@@ -446,7 +452,14 @@ class ClaudeServer:
       ``timeout`` (+ ``seconds``), ``reset``, ``midstream_overload``, ``max_tokens``,
       ``refusal``, ``invalid``, ``text`` (+ ``text``) changes how the request goes.
     * ``batch_result_faults``: custom_id -> errored | invalid | expired | canceled, taken
-      by the next batch created with that custom_id.
+      by the next batch created with that custom_id (or with a custom_id that is the key
+      followed by "-" and a tag, as the pipeline's are).
+    * ``batch_faults``: FIFO taken by each batch create. ``{"status": S}`` refuses it (no
+      batch); ``{"status": S, "after_create": true}`` makes the batch, then answers S;
+      ``{"kind": "timeout", "seconds": N}`` makes the batch, then answers N seconds late;
+      ``{"kind": "reset", "after_create": true}`` makes it and hangs up with no answer.
+    * ``billed``: (model, usage, batch) of every message composed: what the API would bill.
+    * ``batch_ids``: the id of every batch created, in order.
     * ``responder``: ``responder(body)`` returns the tool input (dict), the text (str), or
       None for the default. It runs on the server's threads (for batches, at creation).
     * ``requests``: log of every request: path (without query), method, headers (lower
@@ -467,6 +480,9 @@ class ClaudeServer:
         self.faults: list[dict] = []
         self.requests: list[dict] = []
         self.batch_result_faults: dict[str, str] = {}
+        self.batch_faults: list[dict] = []
+        self.billed: list[tuple[str, dict, bool]] = []
+        self.batch_ids: list[str] = []
         self._port = port
         self._lock = threading.Lock()
         self._cache: set[str] = set()
@@ -533,6 +549,19 @@ class ClaudeServer:
         with self._lock:
             return self.faults.pop(0) if self.faults else None
 
+    def _pop_batch_fault(self) -> dict | None:
+        with self._lock:
+            return self.batch_faults.pop(0) if self.batch_faults else None
+
+    def _pop_result_fault(self, custom_id: str) -> str | None:
+        with self._lock:
+            if custom_id in self.batch_result_faults:
+                return self.batch_result_faults.pop(custom_id)
+            for key in list(self.batch_result_faults):
+                if custom_id.startswith(key + "-"):
+                    return self.batch_result_faults.pop(key)
+            return None
+
     def _input_usage(self, body: dict) -> dict[str, int]:
         total, prefix, key = prompt_tokens(body)
         created = read = 0
@@ -557,7 +586,7 @@ class ClaudeServer:
             raise TypeError(f"responder returned {type(answer).__name__}; expected dict, str or None")
         return answer
 
-    def _compose(self, body: dict, fault: dict | None) -> dict:
+    def _compose(self, body: dict, fault: dict | None, batch: bool = False) -> dict:
         """The assistant Message for `body`, shaped by a content fault if one is given."""
         kind = (fault or {}).get("kind")
         tool = _forced_tool(body)
@@ -595,6 +624,9 @@ class ClaudeServer:
             count_text_tokens(block["text"] if block["type"] == "text" else canonical_json(block["input"]))
             for block in content
         )
+        usage = {**self._input_usage(body), "output_tokens": max(1, output)}
+        with self._lock:
+            self.billed.append((str(body.get("model")), usage, bool(batch)))
         return {
             "id": _new_id("msg_"),
             "type": "message",
@@ -603,7 +635,7 @@ class ClaudeServer:
             "content": content,
             "stop_reason": stop,
             "stop_sequence": None,
-            "usage": {**self._input_usage(body), "output_tokens": max(1, output)},
+            "usage": usage,
         }
 
     # -- batches
@@ -629,18 +661,17 @@ class ClaudeServer:
         outcomes = []
         for request in requests:
             custom_id = request["custom_id"]
-            with self._lock:
-                fault = self.batch_result_faults.pop(custom_id, None)
-            outcomes.append((custom_id, self._batch_result(request["params"], fault)))
+            outcomes.append((custom_id, self._batch_result(request["params"], self._pop_result_fault(custom_id))))
         batch = _Batch(id=_new_id("msgbatch_"), created_at=datetime.now(UTC), outcomes=outcomes)
         with self._lock:
             self._batches[batch.id] = batch
+            self.batch_ids.append(batch.id)
             return self._batch_json(batch)
 
     def _batch_result(self, params: dict, fault: str | None) -> dict:
         if fault is None:
             params = {key: value for key, value in params.items() if key != "stream"}
-            return {"type": "succeeded", "message": self._compose(params, None)}
+            return {"type": "succeeded", "message": self._compose(params, None, batch=True)}
         if fault in ("errored", "invalid"):
             error = (
                 {"type": "overloaded_error", "message": "Overloaded"} if fault == "errored"
@@ -678,12 +709,35 @@ class ClaudeServer:
                 batch.cancel_initiated_at = datetime.now(UTC)
             return self._batch_json(batch)
 
-    def _list_batches(self) -> dict:
+    def _list_batches(self, query: dict[str, str]) -> dict:
+        """A page of batches, newest first: `after_id` pages on to older ones, `before_id`
+        back to newer ones, as the API's cursor pagination does."""
+        try:
+            limit = int(query.get("limit", "20"))
+        except ValueError:
+            raise _ApiError(400, "limit: Input should be a valid integer") from None
+        if not 1 <= limit <= 1000:
+            raise _ApiError(400, "limit: Input should be between 1 and 1000")
         with self._lock:
-            data = [self._batch_json(batch) for batch in reversed(self._batches.values())]
+            ordered = list(reversed(self._batches.values()))
+            ids = [batch.id for batch in ordered]
+            for key in ("after_id", "before_id"):
+                if key in query and query[key] not in ids:
+                    raise _ApiError(404, f"{key}: no message batch with id {query[key]!r}")
+            if "after_id" in query:
+                start = ids.index(query["after_id"]) + 1
+                window = ordered[start:start + limit]
+                more = start + limit < len(ordered)
+            elif "before_id" in query:
+                end = ids.index(query["before_id"])
+                window = ordered[max(0, end - limit):end]
+                more = end - limit > 0
+            else:
+                window, more = ordered[:limit], len(ordered) > limit
+            data = [self._batch_json(batch) for batch in window]
         return {
             "data": data,
-            "has_more": False,
+            "has_more": more,
             "first_id": data[0]["id"] if data else None,
             "last_id": data[-1]["id"] if data else None,
         }
@@ -838,7 +892,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         owner = self.server.owner
         self.request_id = _new_id("req_")
-        path = urlsplit(self.path).path.rstrip("/") or "/"
+        parts = urlsplit(self.path)
+        path = parts.path.rstrip("/") or "/"
+        self.query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
         try:
             body = self._read_body()
         except OSError:
@@ -889,9 +945,9 @@ class _Handler(BaseHTTPRequestHandler):
             _require_message_params(body, needs_max_tokens=False)
             self._send_json(200, {"input_tokens": prompt_tokens(body)[0]})
         elif path == batches and method == "POST":
-            self._send_json(200, owner._create_batch(body))
+            self._create_batch(body)
         elif path == batches and method == "GET":
-            self._send_json(200, owner._list_batches())
+            self._send_json(200, owner._list_batches(self.query))
         elif path.startswith(batches + "/"):
             batch_id, _, action = path[len(batches) + 1:].partition("/")
             if action == "" and method == "GET":
@@ -904,6 +960,21 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _ApiError(404, f"Not found: {method} {path}")
         else:
             raise _ApiError(404, f"Not found: {method} {path}")
+
+    def _create_batch(self, body: Any) -> None:
+        owner = self.server.owner
+        fault = owner._pop_batch_fault() or {}
+        if "status" in fault and not fault.get("after_create"):
+            raise _fault_error(fault)
+        created = owner._create_batch(body)
+        if "status" in fault:  # made, and then the answer is an error: the client cannot know
+            raise _fault_error(fault)
+        if fault.get("kind") == "timeout":
+            time.sleep(float(fault.get("seconds", 1)))
+        elif fault.get("kind") == "reset":
+            self._reset()
+            return
+        self._send_json(200, created)
 
     def _messages(self, body: Any) -> None:
         owner = self.server.owner

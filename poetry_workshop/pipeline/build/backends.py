@@ -128,7 +128,7 @@ class ModalBackend:
         from poetry_workshop.pipeline.training.results import TrainSummary
 
         expected = set_checksums(role, self.settings)
-        spawn = lambda: self.modal_app.train_role.spawn(role, self.layers, epochs, max_steps, expected)  # noqa: E731
+        spawn = lambda: self.modal_app.train_role.spawn(role, self.layers, epochs, max_steps, expected)
         return TrainSummary(**self._calls().run(f"train {role}", spawn, cancel))
 
     def export(self, role: str, cancel: threading.Event | None = None) -> Path:

@@ -13,7 +13,13 @@ Every stage can be run again, so resuming is running the plan again:
 - a stage whose output is already current (target reached, adapter trained on these very
   sets, GGUF exported from this adapter) is skipped as up to date.
 
-The chain's state (each stage's state and counts, dollars, log tail) is written to
+Claude spending is the ledger's: a build keeps one id across every run of it until a run
+finishes (`pipeline/build/spending.py`), its generation runs write that id on their ledger
+lines, and the spend cap covers the build's total, earlier runs and calls left in flight
+by a killed one included. The log says at the start what the build has spent, what the cap
+leaves and what the rest is estimated at, and after each generation stage the total so far.
+
+The chain's state (each stage's state and counts, this run's dollars, log tail) is written to
 `data/build/state.json` as it changes. The app shows where a closed run stopped from it.
 Cancelling stops generation at the next record, training at the next step (with a
 checkpoint), and anything else before its next stage.
@@ -42,6 +48,13 @@ from poetry_workshop.pipeline.build.plan import (
     save_state,
     state_file,
 )
+from poetry_workshop.pipeline.build.spending import (
+    BuildSpending,
+    build_tally,
+    current_build,
+    read_record,
+    save_record,
+)
 
 
 class ChainCancelled(WorkshopError):
@@ -50,26 +63,43 @@ class ChainCancelled(WorkshopError):
     exit_code = ExitCode.INTERRUPTED
 
 
-def estimate_generation(settings, plan: ChainPlan) -> tuple[float, str]:
-    """Dollars and a one-line account of what generation would spend; spends nothing."""
+def estimate_by_task(settings, plan: ChainPlan, count_tokens: bool = True) -> tuple[dict[str, float], list[str], str]:
+    """Dollars per task the plan would still spend, a part of the account per task, and the
+    prices used; spends nothing."""
+    from poetry_workshop.pipeline.claude.ledger import PriceBook
     from poetry_workshop.pipeline.data.generation import GenerateOptions, TeachingDataRun
 
-    total, parts = 0.0, []
+    dollars, parts = {}, []
     for task, target in plan.targets.items():
         try:
             e = TeachingDataRun(settings, GenerateOptions(task=task, limit=target, model=plan.model,
-                                                          concurrency=plan.concurrency)).estimate()
+                                                          concurrency=plan.concurrency)).estimate(count_tokens)
         except ConfigError:
             if task not in BUILDS_ON:
                 raise
             parts.append(f"{task} (after {BUILDS_ON[task]})")
             continue
-        total += e.dollars
+        dollars[task] = e.dollars
         parts.append(f"{task} {e.calls}")
-    cap = f", capped at ${plan.max_cost:.2f}" if plan.max_cost is not None else ""
     model = plan.model or settings.generation.claude.model
-    return total, (f"Claude calls: {', '.join(parts)} with {model}: about ${total:.2f}{cap} "
-                   "(tasks that build on others are counted once their inputs exist)")
+    return dollars, parts, PriceBook(settings.generation.prices).describe(model)
+
+
+def estimate_generation(settings, plan: ChainPlan) -> tuple[float, str]:
+    """Dollars and an account of what generation would spend, with what the build has spent
+    already and what its cap leaves; spends nothing."""
+    dollars, parts, prices = estimate_by_task(settings, plan)
+    total = sum(dollars.values())
+    record = read_record()
+    earlier = build_tally(record.build).total if record is not None and not record.finished else 0.0
+    model = plan.model or settings.generation.claude.model
+    text = (f"Claude calls: {', '.join(parts)} with {model}: about ${total:.2f} "
+            "(tasks that build on others are counted once their inputs exist)")
+    if earlier:
+        text += f"; this build has spent ${earlier:.4f} in earlier runs"
+    if plan.max_cost is not None:
+        text += f"; capped at ${plan.max_cost:.2f} for the whole build, ${max(0.0, plan.max_cost - earlier):.4f} left"
+    return total, f"{text}.\n{prices}"
 
 
 class BuildChain:
@@ -90,6 +120,59 @@ class BuildChain:
         self._on_change = on_change or (lambda state: None)
         self._saved_at = 0.0
         self._lock = threading.Lock()
+        self.build_id: str | None = None
+        self.spent_earlier = 0.0  # by the build's earlier runs, from the ledger at this run's start
+        self._estimates: dict[str, float] = {}  # dollars per task still to spend, at this run's start
+
+    # -- spending
+
+    @property
+    def spending(self) -> BuildSpending | None:
+        """The build's whole Claude total: earlier runs (ledger) + this run + the estimate for the rest."""
+        if self.build_id is None:
+            return None
+        return BuildSpending(self.build_id, self.spent_earlier, self.state.dollars, self.plan.max_cost,
+                             self._estimate_rest())
+
+    def _estimate_rest(self) -> float | None:
+        if not self._estimates:
+            return None
+        rest = 0.0
+        for task, dollars in self._estimates.items():
+            stage = self.state.stage(f"generate:{task}")
+            if stage.state == "not started":
+                rest += dollars
+            elif stage.state == "running" and stage.total:
+                rest += dollars * max(0.0, 1 - stage.done / stage.total)
+        return rest
+
+    def _open_build(self) -> None:
+        record = current_build(self.plan.max_cost)
+        self.build_id = record.build
+        tally = build_tally(record.build)
+        self.spent_earlier = tally.total
+        if self.plan.targets:
+            try:
+                self._estimates, _, _ = estimate_by_task(self.settings, self.plan, count_tokens=False)
+            except ConfigError:
+                self._estimates = {}
+        record.estimate_rest = self._estimate_rest()
+        save_record(record)
+        if self.plan.targets:
+            line = f"Claude spending of this build ({record.build}): {tally.describe()} in earlier runs"
+            if self.plan.max_cost is not None:
+                line += f"; cap ${self.plan.max_cost:.2f}, ${max(0.0, self.plan.max_cost - tally.total):.4f} left"
+            if record.estimate_rest is not None:
+                line += f"; the rest is estimated at ${record.estimate_rest:.2f}"
+            self.log(line)
+
+    def _close_build(self, finished: bool) -> None:
+        record = read_record()
+        if record is None or record.build != self.build_id:
+            return
+        record.finished = finished
+        record.estimate_rest = self._estimate_rest()
+        save_record(record)
 
     # -- state
 
@@ -123,13 +206,25 @@ class BuildChain:
     # -- running
 
     def run(self, confirm: Callable[[str], bool] | None = None) -> ChainState:
-        """Run every stage; raises what stopped it (its stage marked failed or stopped)."""
+        """Run every stage; raises what stopped it (its stage marked failed or stopped).
+
+        The data folder is held for the whole run (one writer per data folder), taken before
+        anything is written, so a refused run leaves the running build's state file alone."""
+        from poetry_workshop.pipeline.data_lock import hold_data_folder
+
+        with hold_data_folder(locations.data_dir()) as held:
+            if held.took_over:
+                self._log(held.takeover_note())
+            return self._run_held(confirm)
+
+    def _run_held(self, confirm: Callable[[str], bool] | None) -> ChainState:
         if self.plan.targets and confirm is not None:
             _, text = estimate_generation(self.settings, self.plan)
             if not confirm(text):
                 raise WorkshopError("stopped before spending anything")
         self.state.status = "running"
         self.state.error = ""
+        self._open_build()
         self._changed(force=True)
         current: StageState | None = None
         try:
@@ -145,12 +240,15 @@ class BuildChain:
                 current = None
         except (ChainCancelled, KeyboardInterrupt) as exc:
             self._finish("stopped", str(exc) or "stopped by Ctrl+C; run it again to resume", current, "stopped")
+            self._close_build(False)
             raise
         except BaseException as exc:
             message = str(exc) if isinstance(exc, WorkshopError) else f"{type(exc).__name__}: {exc}"
             self._finish("failed", message, current, "failed")
+            self._close_build(False)
             raise
         self._finish("done", "", None, "done")
+        self._close_build(True)
         return self.state
 
     def _finish(self, status: str, error: str, stage: StageState | None, stage_state: str) -> None:
@@ -167,24 +265,26 @@ class BuildChain:
     def _generate(self, stage: StageState, task: str, backend) -> str | None:
         from poetry_workshop.pipeline.data.generation import CANCELLED, GenerateOptions, TeachingDataRun
 
-        spent_before = sum(s.dollars for s in self.state.stages if s is not stage)
-        left = None if self.plan.max_cost is None else max(0.0, self.plan.max_cost - spent_before)
-        if left == 0.0:
-            stage.detail = "the spend cap is reached"
-            return "skipped"
-
         def progress(event) -> None:
             stage.done, stage.total, stage.dollars = event.accepted, event.total, event.dollars
             stage.detail = f"{event.accepted} accepted, {event.rejected} rejected, {event.failed} failed"
             self.state.dollars = sum(s.dollars for s in self.state.stages)
+            if event.note and event.note != "starting":
+                self.log(f"{task}: {event.note}")
             self._changed()
 
-        run = TeachingDataRun(self.settings, GenerateOptions(task=task, limit=self.plan.targets[task], max_cost=left,
+        # The cap is the whole build's: the run reads what the build spent from the ledger.
+        run = TeachingDataRun(self.settings, GenerateOptions(task=task, limit=self.plan.targets[task],
+                                                             max_cost=self.plan.max_cost, build=self.build_id,
                                                              model=self.plan.model, concurrency=self.plan.concurrency),
                               on_progress=progress, cancel=self.cancel)
         if run.need == 0:
             stage.done = stage.total = run.target
             stage.detail = f"up to date: {run.target} records exist"
+            return "skipped"
+        if self.plan.max_cost is not None and run.tally.total >= self.plan.max_cost:
+            stage.detail = f"the spend cap is reached: ${run.tally.total:.4f} of ${self.plan.max_cost:.2f}"
+            self.log(f"{task}: skipped, {stage.detail} for this build")
             return "skipped"
         report = run.run()
         stage.dollars = report.dollars
@@ -194,6 +294,7 @@ class BuildChain:
                  f"({report.accepted} new, {report.rejected} rejected, {report.failed} failed, ${report.dollars:.4f})")
         for line in report.warnings[:5]:
             self.log(f"warning: {line}")
+        self.log(self.spending.describe())
         if report.stopped == CANCELLED:
             raise ChainCancelled(f"{task}: {report.stopped}")
         if report.stopped:
@@ -272,9 +373,13 @@ class BuildChain:
             self.state.models[role] = str(current)
             stage.detail = f"up to date: {current.name}"
             return "skipped"
+        from poetry_workshop.pipeline.training.results import TrainingCancelled
+
         started = time.monotonic()
         try:
-            gguf = backend.export(role)
+            gguf = backend.export(role, self.cancel)  # a Modal export stops at a cancel; a local one runs on
+        except TrainingCancelled as exc:
+            raise ChainCancelled(str(exc))
         finally:
             if self.plan.backend == "modal":
                 self.state.modal_seconds += time.monotonic() - started

@@ -41,7 +41,8 @@ def _modal_errors():
     """(still running, ended) exception types of `FunctionCall.get`: modal's TimeoutError
     means "no output yet", except its subclasses for an expired output and a function that
     ran past its own timeout, which mean the call is over."""
-    from modal.exception import FunctionTimeoutError, OutputExpiredError, TimeoutError as ModalTimeout
+    from modal.exception import FunctionTimeoutError, OutputExpiredError
+    from modal.exception import TimeoutError as ModalTimeout
 
     return ModalTimeout, (OutputExpiredError, FunctionTimeoutError)
 
@@ -97,7 +98,7 @@ class ModalCalls:
                          "still running, instead of starting a second one")
             except (KeyboardInterrupt, SystemExit):
                 raise
-            except BaseException as exc:  # noqa: BLE001 - failed or cancelled while we were away
+            except BaseException as exc:
                 self.log(f"{key}: the Modal call started {entry['started']} ended without a result "
                          f"({type(exc).__name__}); starting again")
                 call = None
@@ -153,7 +154,7 @@ class ModalCalls:
                 return
             except (KeyboardInterrupt, SystemExit):
                 raise
-            except BaseException:  # noqa: BLE001 - modal's InputCancellation is a BaseException
+            except BaseException:
                 break  # cancelled: get raises the cancellation
             else:
                 break  # it finished just before the cancel reached it

@@ -3,8 +3,10 @@
 The SDK's own retries are turned off (`max_retries=0`) so that every retryable fault goes
 through one policy here, including an overload that arrives mid-stream (a 200 response
 whose stream carries an error event, which the SDK does not retry), and so the run knows
-how many attempts each record took. 401/403 stop the whole run: every later call would
-fail the same way. 400-class errors are the request's fault and are not retried.
+how many attempts each record took. 401, 402 (`billing_error`) and 403 stop the whole run at
+once, with one line and no retry: every later call would fail the same way, and retrying a
+billing error only asks again to be paid. Other 400-class errors are the request's fault
+and are not retried.
 
 The API key is read by the SDK from `ANTHROPIC_API_KEY` (after a `.env` file, if any, is
 loaded) and never passes through this module's messages, records or logs.
@@ -32,7 +34,13 @@ T = TypeVar("T")
 
 
 class ClaudeAccessError(WorkshopError):
-    """The API refused the credentials: nothing else in the run can succeed."""
+    """The API refused the credentials, the account's billing or the permission: nothing else
+    in the run can succeed, so it stops (what finished is kept)."""
+
+
+# Statuses and error types after which no call of the run can succeed.
+STOP_STATUSES = (401, 402, 403)
+STOP_TYPES = ("authentication_error", "billing_error", "permission_error")
 
 
 def load_dotenv_files() -> list[Path]:
@@ -96,7 +104,24 @@ class RetryPolicy:
         return min(backoff * (0.75 + random.random() / 2), self.max_s)
 
 
+def error_type(error: Exception) -> str:
+    """The API's error `type` (billing_error, overloaded_error, ...), or "" when there is none."""
+    body = getattr(error, "body", None)
+    detail = body.get("error", body) if isinstance(body, dict) else None
+    kind = detail.get("type", "") if isinstance(detail, dict) else ""
+    return kind if isinstance(kind, str) else ""
+
+
+def stops_the_run(error: Exception) -> bool:
+    """401, 402 and 403, and their error types wherever they arrive (a mid-stream event too)."""
+    if not isinstance(error, anthropic.APIStatusError):
+        return False
+    return error.status_code in STOP_STATUSES or error_type(error) in STOP_TYPES
+
+
 def is_retryable(error: Exception) -> bool:
+    if stops_the_run(error):
+        return False
     if isinstance(error, anthropic.APIConnectionError):  # includes timeouts and resets
         return True
     if isinstance(error, anthropic.APIStatusError):
@@ -147,16 +172,28 @@ async def with_retries(make_call: Callable[[], Awaitable[T]], policy: RetryPolic
         attempt += 1
         try:
             return await make_call()
-        except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as exc:
-            raise _access_error(exc) from None
         except anthropic.APIError as exc:
+            if stops_the_run(exc):
+                raise access_error(exc) from None
             if is_retryable(exc) and attempt <= policy.max_retries:
                 await asyncio.sleep(policy.delay(attempt, exc))
                 continue
             raise
 
 
-def _access_error(exc: Exception) -> ClaudeAccessError:
+def access_error(exc: Exception) -> ClaudeAccessError:
+    """The one line a run stops with after a 401, 402 or 403."""
+    status = getattr(exc, "status_code", None)
+    if status == 402 or error_type(exc) == "billing_error":
+        return ClaudeAccessError(
+            f"the Claude API refused to bill the account ({describe_error(exc)}); add credit or raise the "
+            "spend limit in the Anthropic console, then run again: finished records are kept and no call was retried"
+        )
+    if status == 403 or error_type(exc) == "permission_error":
+        return ClaudeAccessError(
+            f"the Claude API refused permission ({describe_error(exc)}); check that ANTHROPIC_API_KEY may use this "
+            "model and workspace, then run again: finished records are kept"
+        )
     return ClaudeAccessError(
         f"the Claude API refused the credentials ({describe_error(exc)}); check ANTHROPIC_API_KEY "
         "(and ANTHROPIC_BASE_URL if set), then run again: finished records are kept"
@@ -177,9 +214,9 @@ async def call_structured(client: anthropic.AsyncAnthropic, params: dict[str, An
             async with client.messages.stream(**params, extra_body=sampling or None) as stream:
                 message = await stream.get_final_message()
                 request_id = stream.request_id
-        except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as exc:
-            raise _access_error(exc) from None
         except (TimeoutError, anthropic.APIError) as exc:
+            if stops_the_run(exc):
+                raise access_error(exc) from None
             if is_retryable(exc) and attempt <= policy.max_retries:
                 await asyncio.sleep(policy.delay(attempt, exc))
                 continue

@@ -8,9 +8,14 @@ the ledger, then to the records or the reject log, one flushed line at a time, s
 with no duplicate. Failed calls (faults that outlived their retries) are only in the
 ledger and are tried again by the next run.
 
-`--max-cost` is kept by reserving each call's worst case (its whole input written to the
-cache, every `max_tokens` used) before starting it: the run stops before the call that
-could pass the cap. Progress goes to a callback as `GenerationProgress` events.
+`--max-cost` caps what the target (the records file) costs over every run that made it,
+read back from the ledger beside it; in a build, the build's cap covers every run of the
+build instead (`GenerateOptions.build`). Each call's worst case (its whole input written to
+the cache, every `max_tokens` used) is reserved before it starts, with a `started` line in
+the ledger: the run stops before the call that could pass the cap, and a call left in
+flight by a `kill -9` counts at its worst case (see `claude.ledger`). 401, 402 and 403 stop
+the run after the calls in flight have been recorded. Progress goes to a callback as
+`GenerationProgress` events.
 """
 
 from __future__ import annotations
@@ -31,7 +36,18 @@ from poetry_workshop.errors import ConfigError
 from poetry_workshop.pipeline.claude import calls as claude_calls
 from poetry_workshop.pipeline.claude.message_batches import run_batches
 from poetry_workshop.pipeline.data.brief_attributes import coverage, describe_coverage
-from poetry_workshop.pipeline.claude.ledger import PriceBook, TaskTotals, Usage, ledger_entry, summarise
+from poetry_workshop.pipeline.claude.ledger import (
+    PriceBook,
+    SpendTally,
+    TaskTotals,
+    Usage,
+    ledger_entry,
+    new_call_id,
+    release_entry,
+    reservation_entry,
+    spent,
+    summarise,
+)
 from poetry_workshop.pipeline.jsonl_log import AppendLog, read_jsonl
 from poetry_workshop.pipeline.data.raw_poems import RawPoemReader, read_hf_poems
 from poetry_workshop.pipeline.data.tasks import TASKS, TaskSources, TeachingTask, WorkItem, work_items
@@ -46,7 +62,8 @@ class GenerateOptions:
     output: Path | None = None
     model: str | None = None
     concurrency: int | None = None
-    max_cost: float | None = None
+    max_cost: float | None = None  # the target's (or, with `build`, the build's) cap over every run
+    build: str | None = None  # the build this run belongs to: its cap covers the whole build
     batch_api: bool = False
     input: Path | None = None  # briefs: poems to derive briefs from
     questions: Path | None = None  # lessons
@@ -65,8 +82,9 @@ class GenerationProgress:
     accepted: int
     rejected: int
     failed: int
-    dollars: float
+    dollars: float  # this run
     note: str = ""
+    spent_before: float = 0.0  # earlier runs of the same target (or build), from the ledger
 
 
 @dataclass(frozen=True)
@@ -86,6 +104,9 @@ class GenerationEstimate:
     dollars_batch_api: float
     existing: int
     target: int
+    prices: str = ""  # the date and the model's prices the dollars come from
+    spent_before: float = 0.0
+    cap: float | None = None
 
 
 @dataclass
@@ -99,7 +120,9 @@ class GenerationReport:
     accepted: int = 0
     rejected: int = 0
     failed: int = 0
-    dollars: float = 0.0
+    dollars: float = 0.0  # this run
+    spent_before: float = 0.0  # earlier runs of the same target (or build), from the ledger
+    capped: bool = False  # the cap stopped the run
     stopped: str | None = None  # why the run ended short of the target
     warnings: list[str] = field(default_factory=list)
     totals: dict[str, TaskTotals] = field(default_factory=dict)
@@ -155,6 +178,11 @@ class TeachingDataRun:
 
         self.sources = self._sources()
         self._read_existing()
+        # What this run's ledger lines count toward, and what earlier runs already spent on it.
+        self.scope = {"target": self.output.name} | ({"build": options.build} if options.build else {})
+        entries, _ = read_jsonl(self.ledger_path)
+        self.tally: SpendTally = spent(entries, self._counts_toward_cap)  # grows with every line this run writes
+        self.spent_before = spent(entries, self._counts_toward_cap)  # stays as it was at the start
 
     # ------------------------------------------------------------------ inputs and state
 
@@ -256,6 +284,48 @@ class TeachingDataRun:
         self.accepted_ids = {r["id"] for r in current if "id" in r}
         self.settled_ids = self.accepted_ids | {r["id"] for r in rejects if "id" in r}
 
+    def _counts_toward_cap(self, entry: dict) -> bool:
+        if self.options.build:
+            return entry.get("build") == self.options.build
+        # Lines written before targets were recorded belong to the task's default file.
+        return entry.get("task") == self.task.name and \
+            entry.get("target", f"{entry.get('task')}.jsonl") == self.output.name
+
+    @property
+    def spend_scope(self) -> str:
+        return "this build" if self.options.build else self.output.name
+
+    def room_for(self, worst: float, reserved: float = 0.0) -> bool:
+        """Whether a call costing up to `worst` fits the cap beside everything spent or reserved
+        (the calls in flight hold their reservation in the tally; `reserved` is what a batch
+        being assembled will reserve)."""
+        cap = self.options.max_cost
+        return cap is None or self.tally.total + reserved + worst <= cap
+
+    def cap_stop(self, worst: float) -> str:
+        """Why the run stops at the cap: what was spent where, and what the next call could cost."""
+        cap = self.options.max_cost
+        flag = "the build's spend cap" if self.options.build else "--max-cost"
+        total = self.tally.total
+        self.report.capped = True
+        return (f"stopped by {flag} ${cap:.2f} for {self.spend_scope}: ${total:.4f} spent or reserved "
+                f"({self.spent_before.describe()} by earlier runs, ${self.report.dollars:.4f} settled in this one), "
+                f"and the next call could cost up to ${worst:.4f}; ${max(0.0, cap - total):.4f} left")
+
+    def _write_ledger(self, entry: dict) -> None:
+        self.ledger_log.append(entry)
+        self.tally.add(entry)
+
+    def resume_note(self) -> str | None:
+        """What earlier runs spent on this target (or build), and what the cap leaves."""
+        if self.spent_before.total <= 0:
+            return None
+        note = f"earlier runs spent {self.spent_before.describe()} on {self.spend_scope}"
+        cap = self.options.max_cost
+        if cap is not None:
+            note += f"; ${max(0.0, cap - self.spent_before.total):.4f} of the ${cap:.2f} cap is left"
+        return note
+
     def pending_items(self) -> Iterator[WorkItem]:
         return (item for item in work_items(self.task, self.sources) if item.id not in self.settled_ids)
 
@@ -311,23 +381,38 @@ class TeachingDataRun:
                 self.warnings.append(log.repair_warning)
         self.entries: list[dict[str, Any]] = []
         self.report = GenerationReport(self.task.name, self.output, self.rejects_path, self.ledger_path,
-                                       self.target, existing=len(self.accepted_ids), warnings=self.warnings)
+                                       self.target, existing=len(self.accepted_ids), warnings=self.warnings,
+                                       spent_before=self.spent_before.total)
 
     def close_logs(self) -> None:
         for log in (self.records_log, self.rejects_log, self.ledger_log):
             log.close()
         self.report.totals = summarise(self.entries)
 
-    def settle(self, item: WorkItem, result: claude_calls.CallResult, batch_id: str | None = None) -> None:
+    def reserve(self, item: WorkItem, worst: float, call: str | None = None) -> str:
+        """The `started` line before a call: its worst case, until the call's own line settles it."""
+        call = call or new_call_id()
+        self._write_ledger(reservation_entry(run=self.run_id, task=self.task.name, record_id=item.id,
+                                             model=self.model, call=call, worst=worst, scope=self.scope))
+        return call
+
+    def release(self, item: WorkItem, call: str, reason: str) -> None:
+        """A reserved call that cost nothing (refused, expired, canceled)."""
+        self._write_ledger(release_entry(run=self.run_id, task=self.task.name, record_id=item.id, call=call,
+                                         reason=reason, scope=self.scope))
+
+    def settle(self, item: WorkItem, result: claude_calls.CallResult, batch_id: str | None = None,
+               call: str | None = None) -> None:
         """Ledger first, then the record or the reject: see the module docstring."""
         batch = batch_id is not None
         cost = self.prices.cost(self.model, result.usage, batch)
         entry = ledger_entry(run=self.run_id, task=self.task.name, record_id=item.id, model=self.model,
                              outcome=result.outcome, usage=result.usage, cost=cost, request_id=result.request_id,
-                             batch=batch, attempts=result.attempts, reason=result.reason)
+                             batch=batch, attempts=result.attempts, reason=result.reason, call=call,
+                             scope=self.scope)
         if batch_id:
             entry["batch_id"] = batch_id
-        self.ledger_log.append(entry)
+        self._write_ledger(entry)
         self.entries.append(entry)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         if result.outcome == "accepted":
@@ -356,7 +441,8 @@ class TeachingDataRun:
     def progress(self, note: str = "") -> None:
         r = self.report
         self.on_progress(GenerationProgress(self.task.name, r.accepted + r.rejected + r.failed, self.need + r.accepted,
-                                            r.accepted, r.rejected, r.failed, r.dollars, note))
+                                            r.accepted, r.rejected, r.failed, r.dollars, note,
+                                            self.spent_before.total))
 
     # --------------------------------------------------------------------------- running
 
@@ -367,8 +453,15 @@ class TeachingDataRun:
             if self.need == 0 and not (self.options.batch_api and self.batch_state_path.exists()):
                 self.report.stopped = f"done already: {len(self.accepted_ids)} records exist (target {self.target})"
                 return self.report
+            cap = self.options.max_cost
+            pending_batch = self.options.batch_api and self.batch_state_path.exists()
+            if cap is not None and self.spent_before.total >= cap and not pending_batch:
+                self.report.capped = True
+                self.report.stopped = (f"the cap is reached: {self.spent_before.describe()} spent on {self.spend_scope} "
+                                       f"of ${cap:.2f}; nothing was asked for. Raise the cap to go on")
+                return self.report
             client = claude_calls.make_client(self.gen.claude)
-            self.progress("starting")
+            self.progress(self.resume_note() or "starting")
             body = run_batches(self, client) if self.options.batch_api else self._run_online(client)
             asyncio.run(body)
         finally:
@@ -378,10 +471,10 @@ class TeachingDataRun:
     async def _run_online(self, client) -> None:
         policy = claude_calls.RetryPolicy.from_settings(self.gen.claude)
         items = self.pending_items()
-        inflight: dict[asyncio.Task, tuple[WorkItem, float]] = {}
-        reserved = 0.0
+        inflight: dict[asyncio.Task, tuple[WorkItem, str]] = {}
         exhausted = False
         waiting: WorkItem | None = None  # an item held back until spending leaves room for it
+        refused: claude_calls.ClaudeAccessError | None = None
         try:
             async with client:
                 while True:
@@ -395,43 +488,48 @@ class TeachingDataRun:
                             exhausted = True
                             break
                         worst = self.worst_case(item)
-                        cap = self.options.max_cost
-                        if cap is not None and self.report.dollars + reserved + worst > cap:
+                        if not self.room_for(worst):
                             if inflight:  # their reservations may free enough room; wait for them
                                 waiting = item
                                 break
-                            self.report.stopped = (
-                                f"stopped by --max-cost ${cap:.2f}: ${self.report.dollars:.4f} spent, and the next "
-                                f"call could cost up to ${worst:.4f}"
-                            )
+                            self.report.stopped = self.cap_stop(worst)
                             break
+                        call = self.reserve(item, worst)
                         task = asyncio.create_task(claude_calls.call_structured(
                             client, self.request_params(item), self.task.schema, policy))
-                        inflight[task] = (item, worst)
-                        reserved += worst
+                        inflight[task] = (item, call)
                     if not inflight:
                         break
                     finished, _ = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
                     for task in finished:
-                        item, worst = inflight.pop(task)
-                        reserved -= worst
-                        self.settle(item, task.result())  # ClaudeAccessError propagates from here
+                        item, call = inflight.pop(task)
+                        try:
+                            result = task.result()
+                        except claude_calls.ClaudeAccessError as exc:
+                            # No new call starts; the ones in flight finish and are recorded.
+                            self.release(item, call, f"refused: {exc}")
+                            refused = refused or exc
+                            self.report.stopped = str(exc)
+                            continue
+                        self.settle(item, result, call=call)
         finally:
             for task in inflight:
                 task.cancel()
             if inflight:
                 await asyncio.gather(*inflight, return_exceptions=True)
+        if refused is not None:
+            raise refused
         if exhausted and self.need > 0 and self.report.stopped is None:
             self.report.stopped = (f"inputs ran out: {len(self.accepted_ids)} of {self.target} records exist; "
                                    "add inputs or lower --limit")
 
     # -------------------------------------------------------------------------- estimate
 
-    def estimate(self) -> GenerationEstimate:
+    def estimate(self, count_tokens: bool = True) -> GenerationEstimate:
         """Expected tokens and dollars for the calls this run would make; spends nothing.
 
         Token counts come from the count-tokens endpoint when a key is available (it is
-        free), otherwise from text length."""
+        free) and `count_tokens` asks for it, otherwise from text length."""
         items = [item for _, item in zip(range(self.need), self.pending_items())]
         n = len(items)
         sample = items[:5]
@@ -439,7 +537,7 @@ class TeachingDataRun:
         prefix_tokens = math.ceil(len(self.prefix) / 4)
         per_item = [math.ceil(len(i.prompt) / 4) for i in sample]
         try:
-            client = claude_calls.make_client(self.gen.claude)
+            client = claude_calls.make_client(self.gen.claude) if count_tokens else None
         except ConfigError:
             client = None
         if client is not None and sample:
@@ -463,9 +561,10 @@ class TeachingDataRun:
             counted_by=counted, prefix_tokens=prefix_tokens, mean_item_tokens=round(mean_item),
             input_tokens=online.input_tokens + online.cache_write_tokens + online.cache_read_tokens,
             output_tokens=online.output_tokens,
-            dollars=self.prices.cost(self.model, online),
-            dollars_batch_api=self.prices.cost(self.model, batch, batch=True),
-            existing=len(self.accepted_ids), target=self.target,
+            dollars=self.prices.cost(self.model, online, calls=max(1, n)),
+            dollars_batch_api=self.prices.cost(self.model, batch, batch=True, calls=max(1, n)),
+            existing=len(self.accepted_ids), target=self.target, prices=self.prices.describe(self.model),
+            spent_before=self.spent_before.total, cap=self.options.max_cost,
         )
 
     async def _count_tokens(self, client, sample: list[WorkItem]) -> tuple[int, list[int]]:
