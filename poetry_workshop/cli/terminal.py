@@ -42,12 +42,15 @@ class TerminalProgress:
 
 def open_studio(args):
     """The studio for this run's --config/--educator/--poet, its warnings printed."""
+    from poetry_workshop.inference.model_choice import describe_choices
     from poetry_workshop.workshop.studio import Studio
 
     studio = Studio.open(args.config, args.educator, args.poet)
     if studio.store.moved_aside is not None:
         print(f"warning: {studio.store.path} could not be read as a database; it was moved to "
               f"{studio.store.moved_aside} and a new one started", file=sys.stderr)
+    for line in describe_choices(studio.choices):  # which model each role runs, and from where
+        print(line, file=sys.stderr)
     if studio.notice:
         print(f"{studio.notice}", file=sys.stderr)
     return studio

@@ -46,3 +46,37 @@ def starter_notice(choices: dict[str, ModelChoice]) -> str | None:
         return None
     who = " and ".join(roles)
     return f"{who} on the {STARTER_NOTICE}"
+
+
+_SOURCES = {"config": "your config", "starter": "the starter model"}
+
+
+def describe_choices(choices: dict[str, ModelChoice]) -> list[str]:
+    """One line per role not on the starter: which file serves it and why, so a run says
+    which model it used (the starter has its own notice)."""
+    return [f"{c.role.capitalize()}: {c.path.name} ({_SOURCES.get(c.source, c.source)}; `workshop models` lists "
+            "the others)" for c in choices.values() if not c.is_starter]
+
+
+def resolve_reference(reference: str, models_dir: Path | None = None) -> Path | None:
+    """The file `workshop models use ROLE REFERENCE` means; None means the starter.
+
+    In order: `starter`; a path to a file; a catalogue name (fetched already into models/);
+    a model found on this machine (`workshop models` names them)."""
+    from poetry_workshop.errors import WorkshopError
+    from poetry_workshop.inference.catalogue import find_entry
+    from poetry_workshop.inference.model_discovery import find_by_name
+
+    if reference.strip().lower() == "starter":
+        return None
+    path = Path(reference).expanduser()
+    if path.is_file() or (path.suffix.lower() == ".gguf" and path.parent != Path(".")):
+        return path.resolve()  # a missing path is reported by the GGUF check, naming it
+    entry = find_entry(reference)
+    if entry is not None:
+        target = (models_dir or locations.models_dir()) / Path(entry.filename).name
+        if not target.is_file():
+            raise WorkshopError(f"'{entry.name}' is in the catalogue but not downloaded; "
+                                f"run `workshop models get {entry.name}` first")
+        return target
+    return find_by_name(reference).path

@@ -16,7 +16,8 @@ from poetry_workshop.errors import WorkshopError
 from poetry_workshop.pipeline.build.chain import BackgroundBuild
 from poetry_workshop.tui.build_screen import BuildScreen
 from poetry_workshop.tui.help_screen import HelpScreen
-from poetry_workshop.tui.keys import APP_KEYS, BUILD_KEYS, WORKSHOP_KEYS, bindings
+from poetry_workshop.tui.keys import APP_KEYS, BUILD_KEYS, MODELS_KEYS, WORKSHOP_KEYS, bindings, key_label
+from poetry_workshop.tui.models_screen import ModelDownloads, ModelsScreen
 from poetry_workshop.tui.start_screen import StartScreen
 from poetry_workshop.tui.workshop_screen import WorkshopScreen
 from poetry_workshop.workshop.studio import Studio
@@ -36,6 +37,7 @@ class WorkshopApp(App):
         self.studio = studio
         self.keymap = dict(studio.settings.app.keys)
         self.builder = BackgroundBuild()  # held by the app so a build outlives its screen
+        self.downloads = ModelDownloads()  # likewise a model download and its Models screen
 
     def on_mount(self) -> None:
         self.set_keymap(self.keymap)
@@ -55,8 +57,22 @@ class WorkshopApp(App):
     # ------------------------------------------------------------------ navigation
     def show_start(self) -> None:
         screen = StartScreen(self.studio.store.list_sessions(), self.studio.notice,
-                             self.studio.settings.app.app.max_paste_chars)
+                             self.studio.settings.app.app.max_paste_chars, self.starter_hint())
         self._switch(screen)
+
+    def starter_hint(self) -> str | None:
+        """What to expect of the starter and where the way out is, while a role runs on it."""
+        if not self.studio.notice:
+            return None
+        key = key_label(self.keymap, "models")
+        return (f"The starter is a 135M model: the loop works, the critique is not good (it may miss what the "
+                f"poem is about and rewrite it). {key} opens Models: g gets a real one, u/p switches to one you have.")
+
+    def critique_hint(self) -> str | None:
+        """The critique pane's footnote while the Educator is the starter."""
+        if not self.studio.choices["educator"].is_starter:
+            return None
+        return f"starter: expect little · {key_label(self.keymap, 'models')} Models"
 
     def _switch(self, screen: Screen) -> None:
         # Keep the stack shallow: the start screen and one workshop screen at most.
@@ -105,6 +121,31 @@ class WorkshopApp(App):
         else:
             self.notify(error or status, title="Build failed", severity="error", timeout=15)
 
+    # ------------------------------------------------------------------ models
+    def action_models(self) -> None:
+        if not isinstance(self.screen, ModelsScreen):
+            self.push_screen(ModelsScreen())
+
+    def download_ended(self, download) -> None:
+        name = download.entry.name
+        if download.error:
+            self.notify(download.error, title=f"{name} not downloaded", severity="error", timeout=15)
+        else:
+            key = key_label(self.keymap, "models")
+            self.notify(f"{name} is downloaded and checked: u/p on the Models screen ({key}) makes it a role's "
+                        "model", title="Download done")
+        for screen in self.screen_stack:
+            if isinstance(screen, ModelsScreen):
+                screen.refresh_table()
+
+    def models_changed(self) -> None:
+        """A role's model changed: every screen that names the models says the new one."""
+        for screen in self.screen_stack:
+            if isinstance(screen, WorkshopScreen):
+                screen.models_changed()
+            elif isinstance(screen, StartScreen):
+                screen.set_hint(self.studio.notice, self.starter_hint())
+
     # ------------------------------------------------------------------ app keys
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -124,6 +165,12 @@ class WorkshopApp(App):
                 yield SystemCommand(f"Build: {key.label}", key.help, getattr(screen, f"action_{key.action}"))
         else:
             yield SystemCommand("Build models", "make your own Educator and Poet (F5)", self.action_build)
+        if isinstance(screen, ModelsScreen):
+            for key in MODELS_KEYS:
+                yield SystemCommand(f"Models: {key.label}", key.help, getattr(screen, f"action_{key.action}"))
+        else:
+            yield SystemCommand("Models", f"the models here and the catalogue; switch or get one "
+                                f"({key_label(self.keymap, 'models')})", self.action_models)
         yield SystemCommand("Help", "every key and what it does", self.action_help)
 
 

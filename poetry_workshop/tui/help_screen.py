@@ -8,7 +8,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from poetry_workshop.tui.keys import APP_KEYS, BUILD_KEYS, WORKSHOP_KEYS
+from poetry_workshop.tui.keys import APP_KEYS, BUILD_KEYS, MODELS_KEYS, WORKSHOP_KEYS
 
 
 class HelpScreen(ModalScreen[None]):
@@ -20,11 +20,11 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         lines = ["[b]Poetry Workshop — keys[/b]", ""]
-        for action in WORKSHOP_KEYS + APP_KEYS + BUILD_KEYS:
+        for action in WORKSHOP_KEYS + APP_KEYS + BUILD_KEYS + MODELS_KEYS:
             key = self.keymap.get(action.id, action.key).replace("question_mark", "?")
             lines.append(f"[b]{key:<16}[/b] {action.help}")
         lines += ["", "Every key is also in the command palette (Ctrl+P).",
-                  "Remap keys in config/app.toml under [keys], by id: " + ", ".join(a.id for a in WORKSHOP_KEYS + BUILD_KEYS) + ".",
+                  "Remap keys in config/app.toml under [keys], by id: " + ", ".join(a.id for a in WORKSHOP_KEYS + APP_KEYS + BUILD_KEYS + MODELS_KEYS) + ".",
                   "", "Esc closes this screen."]
         with VerticalScroll(id="help-body"):
             yield Static("\n".join(lines), id="help-text")

@@ -46,11 +46,26 @@ BUILD_KEYS = [
     KeyAction("build_back", "escape", "back", "Back", "back to the workshop (a build keeps running)"),
 ]
 
+MODELS_KEYS = [
+    KeyAction("models_use_educator", "u", "use_educator", "Educator", "make the selected model the Educator, now and from now on"),
+    KeyAction("models_use_poet", "p", "use_poet", "Poet", "make the selected model the Poet, now and from now on"),
+    KeyAction("models_get", "g", "get", "Get", "download the selected catalogue model (the workshop stays usable)"),
+    KeyAction("models_back", "escape", "back", "Back", "back to where you were (a download keeps going)"),
+]
+
 APP_KEYS = [
+    KeyAction("models", "f2", "models", "Models", "the Models screen: the models here, the catalogue, switch or get one"),
     KeyAction("build", "f5", "build", "Build", "the build screen: make your own Educator and Poet"),
     KeyAction("help", "f1,question_mark", "help", "Help", "show every key"),
     KeyAction("quit", "ctrl+q", "quit", "Quit", "quit (the session is already saved)"),
 ]
+
+
+def key_label(keymap: dict[str, str], action_id: str) -> str:
+    """The key a person presses for `action_id`, as mapped, for hints on screen ("F2")."""
+    default = next(a.key for a in WORKSHOP_KEYS + BUILD_KEYS + MODELS_KEYS + APP_KEYS if a.id == action_id)
+    first = keymap.get(action_id, default).split(",")[0]
+    return first.upper() if len(first) <= 3 and first[0] == "f" else first
 
 
 def bindings(actions: list[KeyAction]) -> list[Binding]:

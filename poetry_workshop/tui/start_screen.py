@@ -20,15 +20,17 @@ def session_label(r: SessionRecord) -> str:
 class StartScreen(Screen):
     BINDINGS = [Binding("ctrl+s", "workshop_poem", "Workshop my poem", id="start.workshop_poem")]
 
-    def __init__(self, sessions: list[SessionRecord], notice: str | None, max_chars: int):
+    def __init__(self, sessions: list[SessionRecord], notice: str | None, max_chars: int, hint: str | None = None):
         super().__init__()
         self.sessions = sessions
         self.notice = notice
         self.max_chars = max_chars
+        self.hint = hint
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="start"):
-            yield Static("[b]Poetry Workshop[/b]" + (f" · {self.notice}" if self.notice else ""), id="start-title")
+            yield Static(self._title(), id="start-title")
+            yield Static(self.hint or "", id="starter-hint", classes="" if self.hint else "hidden")
             resumable = next((s for s in self.sessions if s.status == "open"), None)
             if resumable is not None:
                 yield Static(f"Resume where you stopped: [b]{resumable.title}[/b] — select it below",
@@ -44,8 +46,19 @@ class StartScreen(Screen):
             yield OptionList(*options, id="sessions")
         yield Footer()
 
+    def _title(self) -> str:
+        return "[b]Poetry Workshop[/b]" + (f" · {self.notice}" if self.notice else "")
+
     def on_mount(self) -> None:
         self.query_one("#request", Input).focus()
+
+    def set_hint(self, notice: str | None, hint: str | None) -> None:
+        """The models changed (the Models screen): the title and the starter hint follow."""
+        self.notice, self.hint = notice, hint
+        self.query_one("#start-title", Static).update(self._title())
+        shown = self.query_one("#starter-hint", Static)
+        shown.update(hint or "")
+        shown.set_class(not hint, "hidden")
 
     def _accept(self, text: str, error_id: str, what: str) -> str | None:
         error = self.query_one(error_id, Static)

@@ -127,9 +127,17 @@ class WorkshopScreen(Screen):
             return parts[0][1]
         return " · ".join(f"{role}: {name}" for role, name in parts)
 
+    def models_changed(self) -> None:
+        """Another model serves a role now (the Models or build screen switched it)."""
+        status = self.query_one(StatusBar)
+        status.models = self._models_text()
+        status.refresh_text()
+        self.query_one("#critique-scroll").border_subtitle = self.app.critique_hint()
+
     def on_mount(self) -> None:
         self.query_one("#history").border_title = "Revision history"
         self.query_one("#critique-scroll").border_title = "Critique"
+        self.query_one("#critique-scroll").border_subtitle = self.app.critique_hint()
         self.refresh_from_session()
         self.query_one("#history", HistoryTree).focus()
         if self.session.next_action() in ("brief", "draft", "critique"):

@@ -1,5 +1,5 @@
-"""Snapshots of the start screen, the workshop screen mid-session and the help screen,
-at 80×24 and 120×40, on scripted models so they are the same on every run.
+"""Snapshots of the start screen, the workshop screen mid-session, the help screen and the
+Models screen, at 80×24 and 120×40, on scripted models so they are the same on every run.
 
 Update them after a deliberate change to the look: pytest tests/test_app_snapshots.py --snapshot-update
 """
@@ -40,3 +40,12 @@ def test_help_screen(snap_compare, tmp_path, size):
         await pilot.pause()
 
     assert snap_compare(create_app(make_studio(tmp_path)), terminal_size=size, run_before=open_help)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_models_screen(snap_compare, tmp_path, size, models_project):
+    async def open_models(pilot):
+        await pilot.press("f2")
+        await pilot.pause()
+
+    assert snap_compare(create_app(make_studio(tmp_path)), terminal_size=size, run_before=open_models)

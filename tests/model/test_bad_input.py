@@ -34,8 +34,8 @@ def assert_one_error(result, *fragments: str, code: int = 2, after_progress: boo
     `workshop: error: ...` line holding every fragment (case-insensitive).
 
     `after_progress` is for failures that can only show up once the session has started
-    (llama.cpp loading the file, counting prompt tokens): then the starter notice and the
-    `· Role: step…` progress lines may come before the error line, which must be last.
+    (llama.cpp loading the file, counting prompt tokens): then the notices saying which model
+    each role runs and the `· Role: step…` progress lines may come before the error line, which must be last.
     Returns the error line."""
     stderr = result.stderr
     context = f"exit code {result.returncode}\nstderr:\n{stderr}\nstdout:\n{result.stdout}"
@@ -48,7 +48,8 @@ def assert_one_error(result, *fragments: str, code: int = 2, after_progress: boo
         assert len(errors) == 1, context
         assert lines[-1] == errors[0], context
         for other in lines[:-1]:
-            assert other.startswith("· ") or "starter model" in other, context
+            notice = "starter model" in other or other.startswith(("Educator: ", "Poet: "))  # which model
+            assert other.startswith("· ") or notice, context
     else:
         assert len(lines) == 1, context
     line = lines[-1]
