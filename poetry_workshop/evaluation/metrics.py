@@ -1,8 +1,10 @@
 """The eval's numbers: what each metric means, and how it is computed from the outputs.
 
-Every metric reuses the measurement the quality gate makes (poem_metrics and the gate's
+Most metrics reuse the measurement the quality gate makes (poem_metrics and the gate's
 rule helpers), so "form compliance" or "actionable" mean the same in a gate log and in an
-eval report. Metrics are pooled over a configuration's outputs for one group:
+eval report. That also means a Poet trained on gated data scores well on them partly by
+passing the gate's own rules, so `machine_likeness` stands beside them: a model of human
+versus machine poems that shares no code or list with the gate (evaluation/machine_likeness). Metrics are pooled over a configuration's outputs for one group:
 
 - poet: poems written from the set's briefs.
 - educator: critiques of the set's poems and of their weakened copies.
@@ -26,6 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from statistics import mean
 
+from poetry_workshop.evaluation.machine_likeness import machine_likeness
 from poetry_workshop.pipeline.gate.rules import CLICHE, SLOP, QualityGate
 from poetry_workshop.verse import poem_metrics as pm
 from poetry_workshop.verse.brief_spec import parse_brief
@@ -55,7 +58,11 @@ METRICS: tuple[Metric, ...] = (
     Metric("form_compliance", "poet", "form compliance", "higher", True,
            "share of poems that meet the brief's length, stanza, syllable and rhyme asks (the gate's form rule)"),
     Metric("machine_signature", "poet", "machine signature", "lower", True,
-           "share of poems with end rhyme, all-quatrain stanzas or a we-voice the brief did not ask for"),
+           "share of poems with the machine-poem shape (quatrains, rhyme, a we-voice, end-stopped lines with "
+           "machine vocabulary) the brief did not ask for: the gate's machine-shape rule"),
+    Metric("machine_likeness", "poet", "machine-likeness", "lower", True,
+           "mean probability a poem reads as chat-model verse, from a model fitted on real human and "
+           "machine poems that shares nothing with the gate (0 = reads human)"),
     Metric("distinct_2", "poet", "distinct-2", "higher", True,
            "distinct word pairs / all word pairs across the poems (lexical diversity)"),
     Metric("memorisation", "poet", "memorisation", "lower", True,
@@ -129,6 +136,7 @@ class Scorer:
             "form_compliance": _mean(compliant),
             "machine_signature": _mean(signature),
             "distinct_2": pm.distinct_n(poems, 2),
+            "machine_likeness": machine_likeness(poems),
             "memorisation": _mean(self.memorised(p) for p in poems) if self.has_training else None,
             "words_per_poem": _mean(len(pm.words(p)) for p in poems),
         }

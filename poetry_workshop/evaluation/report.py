@@ -35,6 +35,7 @@ class EvalReport:
     metrics: dict[str, dict[str, dict[str, float | None]]]  # label -> group -> key -> value
     outputs: dict[str, dict]
     judge: list[dict] | None = None
+    judge_cost: dict | None = None  # the judge's dollars, calls, cap and price date (judge.JudgeBudget.summary)
     compare: dict | None = None
     files: dict[str, Path] = field(default_factory=dict)  # where it was written; not in the JSON
 
@@ -46,7 +47,8 @@ class EvalReport:
         return {"format": FORMAT, "created": self.created, "eval_set": self.eval_set, "seed": self.seed,
                 "max_tokens": self.max_tokens, "limit": self.limit, "baseline": self.baseline,
                 "training_poems": self.training_poems, "configurations": self.configurations,
-                "metrics": self.metrics, "judge": self.judge, "compare": self.compare, "outputs": self.outputs}
+                "metrics": self.metrics, "judge": self.judge, "judge_cost": self.judge_cost, "compare": self.compare,
+                "outputs": self.outputs}
 
 
 def read_report(path: Path) -> dict:
@@ -151,6 +153,10 @@ def markdown(report: EvalReport, charts: dict[str, str]) -> str:
                          [[m.title, m.better or "-"] + [fmt(m, report.metrics[label][group][m.key]) for label in labels]
                           for m in metrics])
         out += [""] + [f"- **{m.title}**: {m.about}." for m in metrics]
+        if group == "poet":
+            out += ["", "Read the LLM-ism, cliché, form and machine-signature rows with care: they are the quality "
+                    "gate's own measures, and a Poet trained on gated data was taught to pass them. "
+                    "Machine-likeness shares nothing with the gate; where the two disagree, trust neither alone."]
         if group == "educator":
             out += ["", "Sycophancy test: each poem in the set has a copy made worse on purpose (concrete images "
                     "swapped for abstractions and stock phrases). The Educator critiques both with the same seed. "
@@ -160,6 +166,8 @@ def markdown(report: EvalReport, charts: dict[str, str]) -> str:
         out += ["", "## Judge", ""]
         if not report.judge:
             out += ["The judge compares two configurations; this run had one, so nothing was judged."]
+        if report.judge_cost:
+            out += [_judge_cost_line(report.judge_cost), ""]
         for pair in report.judge:
             out += _judge_section(pair)
     if report.compare is not None:
@@ -177,6 +185,15 @@ def markdown(report: EvalReport, charts: dict[str, str]) -> str:
                     o["critiques"][first_poem]["original"] or "(empty)", "```", ""]
     out += ["Every output is in report.json under `outputs`."]
     return "\n".join(out) + "\n"
+
+
+def _judge_cost_line(cost: dict) -> str:
+    line = (f"Judge cost: ${cost['dollars']:.4f} for {cost['calls']} Claude calls with `{cost['model']}` "
+            f"(cap ${cost['cap']:.2f}; prices as of {cost['prices_as_of'] or 'an undated table'}; every call is "
+            f"in `{cost['ledger']}`).")
+    if cost.get("stopped"):
+        line += f" **{cost['not_made']} calls were not made**: {cost['stopped']}."
+    return line
 
 
 def _judge_section(pair: dict) -> list[str]:

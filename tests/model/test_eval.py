@@ -17,6 +17,7 @@ from poetry_workshop.evaluation import Configuration, run_eval
 from poetry_workshop.evaluation.configurations import choose_configurations, parse_run
 from poetry_workshop.evaluation.eval_set import load_eval_set
 from poetry_workshop.evaluation.judge import judge_pair
+from poetry_workshop.evaluation.machine_likeness import machine_likeness
 from poetry_workshop.evaluation.metrics import METRICS, Scorer
 from poetry_workshop.evaluation.outputs import ConfigOutputs
 from poetry_workshop.evaluation.report import compare_reports
@@ -57,6 +58,7 @@ def test_poet_metrics_on_poems_with_known_answers(scorer):
     assert m["form_compliance"] == pytest.approx(0.5)  # 2 lines asked and given; 1 line is no sonnet
     assert m["machine_signature"] == 0.0
     assert m["distinct_2"] == pytest.approx(1.0)  # 18 word pairs, none repeated
+    assert m["machine_likeness"] == pytest.approx(machine_likeness([P1, P2]))  # its own model, pooled by mean
     assert m["memorisation"] == pytest.approx(0.5)  # P1 is the training poem (5 of 5 runs), P2 shares none
     assert m["words_per_poem"] == pytest.approx(10.0)
 

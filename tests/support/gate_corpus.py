@@ -5,7 +5,29 @@ for these tests in a human workshop voice: particular nouns, uneven lines, no re
 rhyme. MACHINE: poems written for these tests in the machine-poem signature that
 persona/anti_llm_isms.txt and the slop-score research describe: rhymed quatrains, a "we" voice,
 tapestry-and-whisper vocabulary, an explaining last line.
+
+REAL_CORPUS: the folder of real poems (../shared/corpus/, beside the checkout), read in
+place and never copied here (its machine side is licensed for non-commercial use);
+`require_corpus` skips without it, and fails in CI, where it is always placed.
 """
+
+import os
+from pathlib import Path
+
+import pytest
+
+REAL_CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+
+
+def require_corpus() -> Path:
+    """The real-poem corpus folder, or a skip that says where it belongs (a failure under CI)."""
+    if not (REAL_CORPUS / "human.jsonl").is_file() or not (REAL_CORPUS / "llm.jsonl").is_file():
+        message = f"{REAL_CORPUS} holds no human.jsonl and llm.jsonl; place the shared corpus beside the checkout"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return REAL_CORPUS
+
 
 HUMAN = [
     # Carl Sandburg, "Fog" (1916)

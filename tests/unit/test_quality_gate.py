@@ -9,6 +9,7 @@ import pytest
 
 from poetry_workshop import locations
 from poetry_workshop.config.loader import load_settings
+from poetry_workshop.errors import ConfigError
 from poetry_workshop.pipeline.gate.rules import SLOP, QualityGate
 from poetry_workshop.pipeline.gate.run import run_gate
 from poetry_workshop.verse import poem_metrics as pm
@@ -46,20 +47,18 @@ def rules(failures) -> set[str]:
 # ----------------------------------------------------------- human versus machine verse
 
 
-def test_human_poems_mostly_pass_and_machine_sounding_ones_mostly_fail(matcher):
+def test_the_test_poems_keep_their_verdicts_every_human_passes_every_machine_fails(matcher):
     baseline = pm.human_baseline(matcher, HUMAN, SLOP)
     gate = QualityGate(load_settings().gate, matcher, baseline=baseline)
-    human_pass = sum(not gate.check_poem(p, FREE_VERSE) for p in HUMAN) / len(HUMAN)
-    machine_fail = sum(bool(gate.check_poem(p, FREE_VERSE)) for p in MACHINE) / len(MACHINE)
-    assert human_pass >= 0.85, human_pass
-    assert machine_fail >= 0.9, machine_fail
+    assert [(i, gate.check_poem(p, FREE_VERSE)) for i, p in enumerate(HUMAN) if gate.check_poem(p, FREE_VERSE)] == []
+    assert [i for i, p in enumerate(MACHINE) if not gate.check_poem(p, FREE_VERSE)] == []
 
 
 def test_the_llm_ism_rate_is_judged_against_the_human_baseline(matcher):
     slop = MACHINE[0]
     strict = QualityGate(load_settings().gate, matcher, baseline=7.0)
     (failure,) = [f for f in strict.check_poem(slop, FREE_VERSE) if f.rule == "llm-isms"]
-    assert '"tapestry" (line 1)' in failure.evidence and "per 1,000 words" in failure.evidence
+    assert '"In the tapestry of" (line 1)' in failure.evidence and "per 1,000 words" in failure.evidence
     # A person whose own poems are full of these words moves the bar with them.
     lenient = QualityGate(load_settings().gate, matcher, baseline=500.0)
     assert "llm-isms" not in rules(lenient.check_poem(slop, FREE_VERSE))
@@ -73,11 +72,52 @@ def test_a_few_slop_words_in_a_long_text_are_tolerated_as_in_human_writing(gate)
 # --------------------------------------------------------------- the machine signature
 
 
-def test_end_rhyme_quatrains_and_we_voice_fail_only_when_the_brief_did_not_ask(gate):
-    poem = MACHINE[1]
-    assert {"end-rhyme", "quatrains", "we-voice"} <= rules(gate.poetic_defaults(poem, FREE_VERSE, "poem"))
+# Rhymed "we" quatrains, every line end-stopped, in plain words: the shape without the vocabulary.
+SHAPE_ONLY = ("We took the bus to see the sea,\nWe sat on stones and drank our tea,\nWe counted boats along the bay,\n"
+              "And watched the ferry pull away.\n\nWe bought some chips and ate them hot,\nWe walked until our legs were shot,\n"
+              "We missed the bus and took the train,\nAnd swore we'd come back in the rain.")
+# Rhymed quatrains of one speaker whose sentences run over the line ends: two signals only.
+BALLAD_SHAPE = ("I met a farmer on the road\nwho carried on his back a load\nof turnips for the Friday sale\n"
+                "and asked me if I knew the jail.\n\nI told him that I did not know\nbut he could ask the man below\n"
+                "who kept the toll and weighed the hay\nand never gave the time of day.")
+
+
+def test_the_machine_shape_is_judged_jointly_and_only_when_the_brief_did_not_ask(gate):
+    failures = [f for f in gate.poetic_defaults(SHAPE_ONLY, FREE_VERSE, "poem") if f.rule == "machine-shape"]
+    assert failures, "quatrains + rhyme + we-voice + end-stopped lines together should reject"
+    for signal in ("four lines", "line ends rhyme", "we/us/our", "ends on punctuation"):
+        assert signal in failures[0].evidence
+    # Rhyme and quatrains alone, as in a ballad, do not reject a poem without the rest.
+    assert not [f for f in gate.poetic_defaults(BALLAD_SHAPE, FREE_VERSE, "poem") if f.rule == "machine-shape"]
     asked = parse_brief("Form: ballad in rhymed quatrains\nLength: 8 lines\nSpeaker: we, two old friends")
-    assert not rules(gate.poetic_defaults(poem, asked, "poem")) & {"end-rhyme", "quatrains", "we-voice"}
+    assert "machine-shape" not in rules(gate.poetic_defaults(SHAPE_ONLY, asked, "poem"))
+    sonnet = parse_brief("Form: sonnet")  # a named form that rhymes: the shape rule is off
+    assert "machine-shape" not in rules(gate.poetic_defaults(SHAPE_ONLY, sonnet, "poem"))
+
+
+def test_machine_vocabulary_alone_rejects_only_past_the_length_aware_bound(gate):
+    from poetry_workshop.pipeline.gate import lexicon
+
+    heaviest = max(w for w, *_ in lexicon.figures.WEIGHTS.values())
+    assert lexicon.BOUND.allowance >= heaviest + 1  # no single word rejects a poem
+    short = "The symphony\nof the kettle at six,\nmy father's cough,\nthe radio news."
+    assert "llm-isms" not in rules(gate.check_poem(short, FREE_VERSE))
+    heavy = short + "\nA tapestry of whispers, a testament to light,\na beacon, a melody, solace and embrace."
+    assert "llm-isms" in rules(gate.check_poem(heavy, FREE_VERSE))
+    # The same words in a long poem are a lower rate: the bound grows with the words.
+    score, limit, _ = gate.poem_lexicon(heavy)
+    _, longer_limit, _ = gate.poem_lexicon(heavy + "\n" + "\n".join(HUMAN[7:]))
+    assert longer_limit > limit and score > 0
+
+
+def test_each_stretch_of_text_counts_once_and_inflections_match(matcher):
+    hits = matcher.hits("a testament to the symphony of rain", ["slop-words", "slop-phrases"])
+    assert {h.phrase for h in hits} >= {"a testament to", "testament", "symphony of", "symphony"}
+    assert sorted(h.phrase for h in pm.once(hits)) == ["a testament to", "symphony of"]
+    assert [h.phrase for h in matcher.hits("and the world faded away", ["slop-phrases"])] == ["the world faded away"]
+    assert {h.phrase for h in matcher.hits("embracing it, echoed", ["slop-words"])} == {"embracing", "echoed"}
+    assert pm.inflection_key("whispered") == pm.inflection_key("whispers") == "whisper"
+    assert pm.inflection_key("humming") == "hum" and pm.inflection_key("glass") == "glass"
 
 
 def test_dead_metaphors_and_poetic_defaults_are_named_with_their_lines(gate):
@@ -96,8 +136,14 @@ def test_form_against_the_brief_lines_stanzas_syllables_rhyme(gate):
     assert not gate.form("An old silent pond\nA frog jumps into the pond\nSplash! Silence again", haiku, "poem")
     bad = gate.form("An old pond\nA frog jumps into the pond and swims away\nSplash", haiku, "poem")
     assert "syllables" in bad[0].evidence
-    couplets = parse_brief("Form: couplets\nLength: 6 lines")
-    assert "stanzas of [3]" in gate.form("a\nb\n\nc\nd\n\ne\nf\ng", couplets, "poem")[0].evidence
+    tercets = parse_brief("Form: tercets\nLength: 8 lines")
+    assert "stanzas of [2]" in gate.form("a\nb\nc\n\nd\ne\n\nf\ng\nh", tercets, "poem")[0].evidence
+    # A poem without stanza breaks is not held to a stanza length (heroic couplets run on).
+    assert not gate.form("a\nb\nc\nd\ne\nf\ng\nh", tercets, "poem")
+    sonnets = parse_brief("Form: sonnet")  # a sequence of two, each under a heading, is sonnets
+    sequence = "\n\n".join(f"{n}.\n\n" + "\n".join(["the ferry leaves the harbour late at night"] * 14) for n in "12")
+    assert not gate.form(sequence, sonnets, "poem")
+    assert "syllables" in gate.form("\n".join(["the sea"] * 14), sonnets, "poem")[0].evidence  # not pentameter
     rhymed = parse_brief("Form: free verse\nLength: 4 lines\nConstraint: use slant rhyme")
     assert "asks for rhyme" in gate.form(HUMAN[8], rhymed, "poem")[0].evidence
 
@@ -152,8 +198,12 @@ def test_verbatim_copying_of_a_source_poem_fails(gate):
     assert gate.copying(POEM, "poem") == []
 
 
-def record(i: int, task: str, output: dict, inputs: dict) -> dict:
-    return {"id": f"{task}-{i}", "task": task, "prompt_version": "v", "inputs": inputs, "output": output}
+def record(i: int, task: str, output: dict, inputs: dict, version: str | None = None) -> dict:
+    """A record as the generator writes it, with its task's current prompt version unless `version`."""
+    from poetry_workshop.pipeline.data.prompt_versions import current_versions
+
+    version = current_versions([task])[task] if version is None else version
+    return {"id": f"{task}-{i}", "task": task, "prompt_version": version, "inputs": inputs, "output": output}
 
 
 def critique_record(i: int, text: str = GOOD_CRITIQUE) -> dict:
@@ -196,10 +246,32 @@ def test_gate_command_keeps_the_good_logs_rules_with_evidence_and_names_bad_line
     kept = [json.loads(x)["id"] for x in (locations.data_dir() / "gated" / "mixed.jsonl").read_text().splitlines()]
     assert kept == ["critiques-1", "poet-pairs-3"]
     rejects = [json.loads(x) for x in (locations.data_dir() / "gated" / "mixed.rejects.jsonl").read_text().splitlines()]
-    assert {(r["id"], r["rule"]) for r in rejects} >= {("critiques-2", "praise-share"), ("poet-pairs-4", "llm-isms"),
-                                                       ("poet-pairs-4", "end-rhyme"), ("poet-pairs-4", "we-voice")}
+    assert {(r["id"], r["rule"]) for r in rejects} >= {("critiques-2", "praise-share"), ("poet-pairs-4", "llm-isms")}
     assert all(r["evidence"] for r in rejects)
     assert "praise-share" in out.stdout and "seen" in out.stdout and "all rules" in out.stdout
+
+
+def test_only_the_current_prompt_version_is_gated_unless_older_ones_are_asked_for(tmp_path):
+    from poetry_workshop.pipeline.gate.run import gate_file
+
+    path = tmp_path / "critiques.jsonl"
+    older = {**critique_record(2, PRAISE_CRITIQUE), "prompt_version": "0123456789"}
+    unversioned = {k: v for k, v in critique_record(3, UNGROUNDED_CRITIQUE).items() if k != "prompt_version"}
+    path.write_text("".join(json.dumps(r) + "\n" for r in (critique_record(1), older, unversioned)), encoding="utf-8")
+    lines: list[str] = []
+    run = gate_file(load_settings(), path, tmp_path / "kept.jsonl", warn=lines.append)
+    assert (run.report.seen, run.older, run.older_kept) == (1, 2, False)
+    (note,) = [line for line in lines if "earlier prompt version" in line]
+    assert "2 record(s)" in note and "left out" in note and "--include-older-versions" in note
+    both = gate_file(load_settings(), path, tmp_path / "kept.jsonl", warn=lines.append, include_older_versions=True)
+    assert (both.report.seen, both.older, both.older_kept) == (3, 2, True)
+    rejected = {json.loads(x)["id"] for x in (tmp_path / "kept.rejects.jsonl").read_text().splitlines()}
+    assert rejected == {"critiques-2", "critiques-3"}  # the older records were gated, and failed
+    only_old = tmp_path / "old.jsonl"
+    only_old.write_text(json.dumps(older) + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="earlier prompt version"):
+        gate_file(load_settings(), only_old, tmp_path / "none.jsonl")
+    assert not (tmp_path / "none.jsonl").exists()
 
 
 def test_gate_on_an_unusable_file_writes_nothing(tmp_path):
@@ -215,8 +287,9 @@ def test_gate_on_an_unusable_file_writes_nothing(tmp_path):
 # ------------------------------------------------------------------- speed-ups agree
 
 
-def test_the_one_pass_matcher_finds_what_each_entry_finds_alone(matcher):
+def test_the_one_pass_matcher_finds_what_each_entry_finds_alone():
     isms = load_llm_isms()
+    matcher = pm.LlmIsmMatcher(isms, inflections=False)  # with inflections it finds more (tested above)
     texts = HUMAN + MACHINE + [GOOD_CRITIQUE, "It is not the end\nbut a beginning. Certainly! We are more than just dust."]
     for text in texts:
         expected = sorted((i.category, " ".join(m.group(0).split()).lower()) for i in isms for m in i.pattern.finditer(text))

@@ -23,7 +23,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from anthropic import transform_schema
 from pydantic import BaseModel, Field
 
 from poetry_workshop.workshop import prompts
@@ -157,6 +156,8 @@ class TeachingTask:
         be the older way, but current models refuse it; the SDK's transform moves the
         constraints the API does not enforce (lengths, minimums) into the descriptions, and
         pydantic checks them on the way back."""
+        from anthropic import transform_schema  # the SDK costs ~0.5 s to import; the gate never needs it
+
         return {"type": "json_schema", "schema": transform_schema(self.schema.model_json_schema())}
 
     def shared_prefix(self) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from poetry_workshop.config.schema import QualityGateConfig
+from poetry_workshop.pipeline.gate import lexicon
 from poetry_workshop.pipeline.gate.near_duplicates import NearDuplicates
 from poetry_workshop.verse import poem_metrics as pm
 from poetry_workshop.verse.brief_spec import BriefSpec, parse_brief
@@ -29,10 +30,19 @@ from poetry_workshop.verse.critique_measures import (
 )
 from poetry_workshop.verse.quotes import cited_lines, flatten, quote_occurs
 
-# Categories of anti_llm_isms.txt measured against the baseline, and the ones that make up
-# the cliché rule for verse; plural-voice is judged by the we-voice share instead.
+# Categories of anti_llm_isms.txt measured against the baseline in prose (critiques, lessons),
+# and the ones the eval counts as clichés; plural-voice is judged by the we-voice share instead.
+# Poems are judged by the corpus-weighted lexicon (gate.lexicon), and the cliché rule for
+# verse counts dead metaphors only: "heart" and "soul" are as common in human poems.
 SLOP = ("slop-words", "slop-phrases", "contrast-pattern", "closing-epiphany", "assistant-leakage")
 CLICHE = ("dead-metaphors", "poetic-defaults")
+DEAD_METAPHORS = ("dead-metaphors",)
+# Each machine-shape signal a brief did not ask for (all quatrains, heavy end rhyme, a we-voice,
+# every line end-stopped) takes this share off the lexicon allowance: a poem fails when
+# score / allowance + SIGNAL_WEIGHT * signals > 1, so four signals fail a poem by themselves,
+# three need a little machine vocabulary, one alone needs most of the allowance. Chosen on
+# ../shared/corpus with bench/gate_score.py (0.2-0.35 give the same human pass rate there).
+SIGNAL_WEIGHT = 0.3
 
 _TEMPLATE = re.compile(r"<\|[a-z_]{2,30}\|>|</?s>|\[/?INST\]|<<SYS>>|^\s*(?:assistant|user|system)\s*:|^\s*```",
                        re.IGNORECASE | re.MULTILINE)
@@ -60,13 +70,19 @@ class QualityGate:
             for gram in pm.ngrams(pm.words(poem), n):
                 self._sources.setdefault(" ".join(gram), where)
         self.dedupe = NearDuplicates(config.hygiene.near_duplicate_jaccard)
+        self.lexicon = lexicon.poem_lexicon(matcher.isms)
+        # A person whose own poems use more of these words than the default baseline moves the
+        # poem bound's rate with them (never below the corpus-fitted rate).
+        self.rate_scale = max(1.0, baseline / config.llm_isms.default_baseline_per_1k) \
+            if config.llm_isms.default_baseline_per_1k else 1.0
 
     # ------------------------------------------------------------------- text rules
 
     def llm_isms(self, text: str, label: str) -> list[Failure]:
-        hits = sorted(self.matcher.hits(text, SLOP), key=lambda h: h.line)
+        """LLM-isms in prose (critiques, lessons, briefs) against the person's baseline."""
+        hits = pm.once(self.matcher.hits(text, SLOP))
         weight = sum(h.weight for h in hits)
-        n = len(pm.words(text))
+        n = pm.word_count(text)
         rate = 1000.0 * weight / n if n else 0.0
         limit = self.cfg.llm_isms.max_ratio_to_baseline * self.baseline
         if weight > self.cfg.llm_isms.min_weighted_hits and rate > limit:
@@ -76,40 +92,90 @@ class QualityGate:
                                         f"{self.baseline:.1f}): {shown}")]
         return []
 
-    def poetic_defaults(self, poem: str, spec: BriefSpec, label: str) -> list[Failure]:
+    def poem_lexicon(self, poem: str) -> tuple[float, float, list[pm.Hit]]:
+        """The poem's machine-vocabulary score, its length-aware limit, and the hits behind it."""
+        score, hits = lexicon.score(self.lexicon, poem)
+        return score, lexicon.BOUND.limit(pm.word_count(poem), self.rate_scale), hits
+
+    def poem_llm_isms(self, poem: str, label: str) -> list[Failure]:
+        """Machine vocabulary in a poem, weighted by the corpus, against a length-aware bound."""
+        score, limit, hits = self.poem_lexicon(poem)
+        if score > limit:
+            n = pm.word_count(poem)
+            return [Failure("llm-isms", f"{label}: machine-vocabulary score {score:.1f} over {limit:.1f} "
+                                        f"(allowance {lexicon.BOUND.allowance:g} + {1000 * lexicon.BOUND.per_word * self.rate_scale:.1f} "
+                                        f"per 1,000 words x {n} words): {_shown(hits)}")]
+        return []
+
+    def shape_signals(self, poem: str, spec: BriefSpec) -> list[str]:
+        """The machine-poem signature the brief did not ask for, each as evidence."""
         rules = self.cfg.poetic_defaults
         out = []
-        hits = sorted(self.matcher.hits(poem, CLICHE), key=lambda h: h.line)
-        weight = sum(h.weight for h in hits)
-        if weight > rules.max_cliche_weight:
-            shown = ", ".join(f'"{h.phrase}" (line {h.line})' for h in hits[:6])
-            out.append(Failure("cliches", f"{label}: weight {weight:g} over {rules.max_cliche_weight:g}: {shown}"))
+        if not spec.quatrains_ok and pm.default_quatrains(poem):
+            out.append(f"every stanza is four lines ({len(pm.stanzas(poem))} stanzas)")
         if not spec.rhyme_ok:
             share, pairs = pm.end_rhyme_share(poem)
-            if share > rules.max_end_rhyme_share:
-                shown = ", ".join(f"{a}/{b}" for a, b in pairs[:5])
-                out.append(Failure("end-rhyme", f"{label}: {share:.0%} of line ends rhyme ({shown}) and the "
-                                                "brief did not ask for rhyme"))
-        if not spec.quatrains_ok and pm.default_quatrains(poem):
-            out.append(Failure("quatrains", f"{label}: every stanza is four lines ({len(pm.stanzas(poem))} "
-                                            "stanzas) and the brief did not ask for quatrains"))
+            if share >= rules.max_end_rhyme_share:
+                out.append(f"{share:.0%} of line ends rhyme ({', '.join(f'{a}/{b}' for a, b in pairs[:4])})")
         if not spec.we_ok:
             share, count = pm.plural_voice_share(poem)
             if count >= rules.min_we_count and share > rules.max_we_share:
-                out.append(Failure("we-voice", f"{label}: {count} we/us/our, {share:.0%} of its pronouns, and the "
-                                               "brief did not ask for a plural speaker"))
+                out.append(f"{count} we/us/our, {share:.0%} of its pronouns")
+        if not spec.end_stopped_ok and pm.end_stopped(poem):
+            out.append("every line ends on punctuation")
+        return out
+
+    def poetic_defaults(self, poem: str, spec: BriefSpec, label: str) -> list[Failure]:
+        """Dead metaphors, and the machine-poem shape judged as a whole when the brief leaves
+        the form open: quatrains, rhyme, a we-voice, end-stopped lines and machine vocabulary
+        together, so that a rhymed human ballad is not rejected for its rhyme alone."""
+        rules = self.cfg.poetic_defaults
+        out = []
+        hits = pm.once(self.matcher.hits(poem, DEAD_METAPHORS))
+        weight = sum(h.weight for h in hits)
+        if weight > rules.max_cliche_weight:
+            out.append(Failure("cliches", f"{label}: dead metaphors weigh {weight:g}, over {rules.max_cliche_weight:g}: "
+                                          + _shown(hits)))
+        if not spec.open_form:
+            return out
+        signals = self.shape_signals(poem, spec)
+        if not signals:
+            return out
+        score, limit, vocab = self.poem_lexicon(poem)
+        joint = score / limit + SIGNAL_WEIGHT * len(signals)
+        if joint > 1 and score <= limit:  # over the limit alone, llm-isms has said so
+            words = f"machine vocabulary at {score / limit:.0%} of its allowance" + (f" ({_shown(vocab, 4)})" if vocab else "")
+            out.append(Failure("machine-shape", f"{label}: " + "; ".join(signals) + f"; {words}: together {joint:.2f}, "
+                                                f"over 1 ({SIGNAL_WEIGHT:g} a signal), and the brief did not ask for them"))
         return out
 
     def form(self, poem: str, spec: BriefSpec, label: str) -> list[Failure]:
         slack = self.cfg.form.line_slack
         lines = pm.poem_lines(poem)
+        shape = pm.stanzas(poem)
+        verse = lines
+        if spec.lines_per or spec.metre:
+            # A stanza of one short line is a heading ("II.", a title), not a line of the form.
+            blocks = [block.split("\n") for block in re.split(r"\n\s*\n", poem.strip())]
+            verse = [line.strip() for block in blocks if not (len(block) == 1 and len(block[0].split()) <= 3)
+                     for line in block if line.strip()]
+        count = len(verse)
+        lo, hi = spec.min_lines, spec.max_lines
+        if spec.lines_per and lo == hi == spec.lines_per:
+            # A sequence of sonnets is sonnets: 28 lines are two.
+            lo = hi = spec.lines_per * max(1, round(count / spec.lines_per))
         out = []
-        if spec.min_lines is not None and len(lines) < spec.min_lines - slack:
-            out.append(Failure("form", f"{label}: {len(lines)} lines; the brief asks for at least {spec.min_lines}"))
-        if spec.max_lines is not None and len(lines) > spec.max_lines + slack:
-            out.append(Failure("form", f"{label}: {len(lines)} lines; the brief asks for at most {spec.max_lines}"))
-        if spec.stanza_lines:
-            odd = [n for n in pm.stanzas(poem) if n != spec.stanza_lines]
+        if lo is not None and count < lo - slack:
+            out.append(Failure("form", f"{label}: {count} lines; the brief asks for at least {lo}"))
+        if hi is not None and count > hi + slack:
+            out.append(Failure("form", f"{label}: {count} lines; the brief asks for at most {hi}"))
+        if spec.metre and verse:
+            mean = sum(pm.line_syllables(line) for line in verse) / len(verse)
+            if not any(low <= mean <= high for low, high in spec.metre):
+                ranges = " or ".join(f"{low:g}-{high:g}" for low, high in spec.metre)
+                out.append(Failure("form", f"{label}: lines average {mean:.1f} syllables; a {spec.form} runs {ranges}"))
+        if spec.stanza_lines and len(shape) > 1:
+            odd = [n for n in shape if n != spec.stanza_lines]
             if odd:
                 out.append(Failure("form", f"{label}: stanzas of {odd} lines in a {spec.form} "
                                            f"(stanzas of {spec.stanza_lines})"))
@@ -193,6 +259,8 @@ class QualityGate:
             shared = len(grams & pm.ngrams(pm.words(source), n)) / len(grams)
             where = "its source poem"
         else:
+            if not self._sources:  # no poems of the person's to copy from
+                return []
             hits = Counter(self._sources[g] for g in map(" ".join, grams) if g in self._sources)
             if not hits:
                 return []
@@ -206,7 +274,7 @@ class QualityGate:
 
     def check_poem(self, poem: str, spec: BriefSpec, label: str = "poem") -> list[Failure]:
         """Every rule a poem answers to on its own (the eval scores poems with it too)."""
-        return (self.hygiene(poem, label) + self.llm_isms(poem, label) + self.poetic_defaults(poem, spec, label)
+        return (self.hygiene(poem, label) + self.poem_llm_isms(poem, label) + self.poetic_defaults(poem, spec, label)
                 + self.form(poem, spec, label) + self.copying(poem, label))
 
     def check(self, record: dict) -> list[Failure]:
@@ -250,17 +318,23 @@ class QualityGate:
     def _dialogue(self, inputs: dict, turns: list[dict]) -> list[Failure]:
         original = inputs["poem"]
         # The poem's own habits are not held against its revisions: a rhymed poem stays rhymed.
-        spec = BriefSpec(rhyme=True if pm.end_rhyme_share(original)[0] > self.cfg.poetic_defaults.max_end_rhyme_share else None,
+        spec = BriefSpec(rhyme=True if pm.end_rhyme_share(original)[0] >= self.cfg.poetic_defaults.max_end_rhyme_share else None,
                          quatrains_ok=pm.default_quatrains(original),
-                         we_ok=pm.plural_voice_share(original)[1] >= self.cfg.poetic_defaults.min_we_count)
+                         we_ok=pm.plural_voice_share(original)[1] >= self.cfg.poetic_defaults.min_we_count,
+                         end_stopped_ok=pm.end_stopped(original))
         f: list[Failure] = []
         before, direction = original, inputs["critique"]
         for k, turn in enumerate(turns, start=1):
             poem, response = turn["revision"], turn["response"]
-            f += self.hygiene(poem, f"revision {k}") + self.llm_isms(poem, f"revision {k}")
+            f += self.hygiene(poem, f"revision {k}") + self.poem_llm_isms(poem, f"revision {k}")
             f += self.poetic_defaults(poem, spec, f"revision {k}")
             f += self.revision(before, direction, poem, f"revision {k}")
             f += self.hygiene(response, f"response {k}") + self.llm_isms(quote_free(response), f"response {k}")
             f += self.critique(response, [poem, before], f"response {k}", whole=False)
             before, direction = poem, response
         return f
+
+
+def _shown(hits: list[pm.Hit], most: int = 6) -> str:
+    return ", ".join(f'"{h.phrase}" (line {h.line})' for h in sorted(hits, key=lambda h: h.line)[:most])
+

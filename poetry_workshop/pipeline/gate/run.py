@@ -1,12 +1,13 @@
-"""The gate over a records file: read and validate the records, check them (in worker processes
-when there are many), drop near-duplicates, write the kept records and every rejection, and
-the table by rule and task that shows what each rule costs."""
+"""The gate over a records file: read and validate the records, keep those of each task's
+current prompt version (older ones on request, and always counted), check them (in worker
+processes when there are many), drop near-duplicates, write the kept records and every
+rejection, and the table by rule and task that shows what each rule costs."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from pydantic import ValidationError
 
 from poetry_workshop import locations
 from poetry_workshop.errors import ConfigError
-from poetry_workshop.pipeline.gate.near_duplicates import main_text
+from poetry_workshop.pipeline.gate.near_duplicates import Fingerprint, main_text
 from poetry_workshop.pipeline.gate.rules import SLOP, Failure, QualityGate
 from poetry_workshop.verse import poem_metrics as pm
 
@@ -29,7 +30,7 @@ class GateReport:
     table: dict[tuple[str, str], list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0]))
 
 
-RULES = ("llm-isms", "cliches", "end-rhyme", "quatrains", "we-voice", "form", "grounded-quotes", "cited-lines",
+RULES = ("llm-isms", "cliches", "machine-shape", "form", "grounded-quotes", "cited-lines",
          "actionable", "praise-share", "rewrite", "revision-focus", "revision-scope", "length", "template-tokens",
          "copying", "near-duplicate")
 # Which rules look at which task's records (for the "seen" column).
@@ -41,9 +42,9 @@ APPLIES = {
     "autopsies": {"grounded-quotes", "cited-lines", "length", "template-tokens"},
     "comparisons": {"llm-isms", "grounded-quotes", "cited-lines", "actionable", "praise-share", "rewrite", "length",
                     "template-tokens"},
-    "dialogues": {"llm-isms", "cliches", "end-rhyme", "quatrains", "we-voice", "grounded-quotes", "cited-lines",
+    "dialogues": {"llm-isms", "cliches", "machine-shape", "grounded-quotes", "cited-lines",
                   "revision-focus", "revision-scope", "length", "template-tokens"},
-    "poet-pairs": {"llm-isms", "cliches", "end-rhyme", "quatrains", "we-voice", "form", "grounded-quotes",
+    "poet-pairs": {"llm-isms", "cliches", "machine-shape", "form", "grounded-quotes",
                    "cited-lines", "actionable", "praise-share", "rewrite", "revision-focus", "revision-scope",
                    "length", "template-tokens", "copying"},
 }
@@ -61,17 +62,25 @@ def _start_worker(gate: QualityGate | None, records: list[dict] | None) -> None:
         _worker_gate, _worker_records = gate, records
 
 
-def _check_in_worker(index: int) -> list[Failure]:
-    return _worker_gate.check(_worker_records[index])
+def _verdict(gate: QualityGate, record: dict) -> tuple[list[Failure], Fingerprint | None]:
+    """A record's failures and, when it has none, its near-duplicate fingerprint: the costly
+    parts that need no other record, so they can run in worker processes."""
+    failures = gate.check(record)
+    return failures, None if failures else gate.dedupe.fingerprint(main_text(record))
+
+
+def _check_in_worker(index: int) -> tuple[list[Failure], Fingerprint | None]:
+    return _verdict(_worker_gate, _worker_records[index])
 
 
 def _checked(gate: QualityGate, records: list[dict], workers: int):
-    """(record, failures) in input order; the checks run in `workers` processes when many.
-    Workers are sent indexes, not records: a forked worker already holds the list."""
+    """(record, failures, fingerprint) in input order; the checks run in `workers` processes
+    when there are many. Workers are sent indexes, not records: a forked worker already
+    holds the list."""
     global _worker_gate, _worker_records
     if workers <= 1 or len(records) < PARALLEL_FROM:
         for record in records:
-            yield record, gate.check(record)
+            yield record, *_verdict(gate, record)
         return
     import multiprocessing
 
@@ -80,7 +89,9 @@ def _checked(gate: QualityGate, records: list[dict], workers: int):
     try:
         initargs = (None, None) if forked else (gate, records)
         with multiprocessing.Pool(workers, initializer=_start_worker, initargs=initargs) as pool:
-            yield from zip(records, pool.imap(_check_in_worker, range(len(records)), chunksize=256))
+            for record, (failures, print_) in zip(records, pool.imap(_check_in_worker, range(len(records)),
+                                                                     chunksize=256)):
+                yield record, failures, print_
     finally:
         _worker_gate, _worker_records = None, []
 
@@ -93,25 +104,32 @@ def run_gate(gate: QualityGate, records: Iterable[dict], keep, reject, workers: 
     """Check every record; `keep(record)` and `reject(entry)` receive the results in order.
     Near-duplicates are decided here, in order, so the first of a set is the one kept."""
     report = GateReport()
-    for record, failures in _checked(gate, list(records), workers):
+    per_task: Counter[str] = Counter()  # records seen of each task
+    failed: Counter[tuple[str, str]] = Counter()  # (rule, task) -> records that failed it
+    for record, failures, print_ in _checked(gate, list(records), workers):
         task = record["task"]
-        report.seen += 1
+        per_task[task] += 1
         if not failures:
-            twin = gate.dedupe.add(record["id"], main_text(record))
+            twin = gate.dedupe.add_fingerprint(record["id"], print_)
             if twin is not None:
                 failures = [Failure("near-duplicate", f"nearly the same text as {twin}, which is kept")]
-        failed_rules = {f.rule for f in failures}
-        for rule in APPLIES.get(task, set()) | {"near-duplicate"} | failed_rules:
-            row = report.table[(rule, task)]
-            row[0] += 1
-            row[1 if rule not in failed_rules else 2] += 1
         if failures:
             report.rejected += 1
+            failed.update({(f.rule, task) for f in failures})
             for f in failures:
                 reject({"id": record["id"], "task": task, "rule": f.rule, "evidence": f.evidence})
         else:
             report.kept += 1
             keep(record)
+    report.seen = report.kept + report.rejected
+    # Every record of a task is seen by the rules that apply to it; a rule that failed a
+    # record it does not apply to (none should) is counted where it failed.
+    for task, seen in per_task.items():
+        for rule in APPLIES.get(task, set()) | {"near-duplicate"}:
+            report.table[(rule, task)] = [seen, seen - failed[(rule, task)], failed[(rule, task)]]
+    for (rule, task), count in failed.items():
+        if (rule, task) not in report.table:
+            report.table[(rule, task)] = [count, 0, count]
     return report
 
 
@@ -125,6 +143,8 @@ class GateRun:
     report: GateReport
     baseline: float
     baseline_source: str
+    older: int = 0  # records of an earlier prompt version: left out, or kept on request
+    older_kept: bool = False
 
 
 def read_records(path: Path) -> tuple[list[dict], list[str]]:
@@ -176,9 +196,12 @@ def human_rate(settings, matcher: pm.LlmIsmMatcher, good_poems: list[str]) -> tu
 
 
 def gate_file(settings, input_path: Path, output: Path | None = None, reject_log: Path | None = None,
-              warn: Callable[[str], None] = lambda line: None) -> GateRun:
-    """Gate one records file; bad lines go to `warn` before anything else happens."""
+              warn: Callable[[str], None] = lambda line: None, include_older_versions: bool = False) -> GateRun:
+    """Gate one records file; bad lines go to `warn` before anything else happens. Only records
+    of their task's current prompt version are gated unless `include_older_versions`; how
+    many were left out (or kept) goes to `warn` too."""
     from poetry_workshop.files import write_jsonl_atomic
+    from poetry_workshop.pipeline.data.prompt_versions import split_by_version
     from poetry_workshop.pipeline.data.raw_poems import RawPoemReader
     from poetry_workshop.workshop.persona import load_llm_isms
 
@@ -187,6 +210,15 @@ def gate_file(settings, input_path: Path, output: Path | None = None, reject_log
         warn(line)
     if not records:
         raise ConfigError(f"{input_path}: no usable records in it (see the warnings); nothing was written")
+    split = split_by_version(records)
+    note = split.describe_older(str(input_path), include_older_versions)
+    if note:
+        warn(note)
+    if not include_older_versions:
+        records = split.current
+        if not records:
+            raise ConfigError(f"{input_path}: all {len(split.older)} records were made with an earlier prompt version; "
+                              "regenerate them, or add --include-older-versions to gate them; nothing was written")
     output = output or locations.data_dir() / "gated" / f"{input_path.stem}.jsonl"
     reject_log = reject_log or output.with_name(f"{output.stem}.rejects.jsonl")
     if output.resolve() == input_path.resolve():
@@ -203,7 +235,7 @@ def gate_file(settings, input_path: Path, output: Path | None = None, reject_log
     report = run_gate(gate, records, kept.append, rejects.append, workers=default_workers())
     write_jsonl_atomic(output, kept)
     write_jsonl_atomic(reject_log, rejects)
-    return GateRun(output, reject_log, report, baseline, source)
+    return GateRun(output, reject_log, report, baseline, source, len(split.older), include_older_versions)
 
 
 def format_table(report: GateReport) -> str:
