@@ -315,7 +315,9 @@ def export(role: str, settings, log=lambda message: None, work_root: Path | None
             "base_model": trained.get("base_model", config.training.base_model),
             "data_hash": trained.get("data_hash") or data_hash(locations.resolve_data_path(config.data.train),
                                                                locations.resolve_data_path(config.data.valid)),
-            "training": {"run": asdict(config.training), "lora": asdict(config.lora), "steps": trained.get("steps")},
+            # The epochs trained, not the config's: `first-test --epochs` and `--num-epochs-override` change them.
+            "training": {"run": {**asdict(config.training), "num_epochs": trained.get("epochs", config.training.num_epochs)},
+                         "lora": asdict(config.lora), "steps": trained.get("steps")},
             "converter": f"llama-cpp-python {ex.converter_version} convert_hf_to_gguf.py",
             "quantization": ex.quantization, "validation": report,
             "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
