@@ -25,6 +25,8 @@ def setting(default, help: str):  # "help" shadows the builtin on purpose: it re
 class ModelPaths:
     educator: str = setting("", "GGUF file for the Educator; empty means the starter model")
     poet: str = setting("", "GGUF file for the Poet; empty means the starter model")
+    educator_adapter: str = setting("", "LoRA adapter GGUF applied to the Educator's model at load; empty: none")
+    poet_adapter: str = setting("", "LoRA adapter GGUF applied to the Poet's model at load; empty: none")
     starter: str = setting(
         "models/SmolLM2-135M-Instruct.Q4_1.gguf",
         "where set-up places the starter model (relative to the project folder)",
@@ -64,6 +66,12 @@ class RoleThinking:
 
 
 @dataclass
+class PromptLookup:
+    educator: bool = setting(True, "prompt-lookup decoding for the Educator: its quotes are checked in batches")
+    poet: bool = setting(True, "prompt-lookup decoding for the Poet: what a revision copies is checked in batches")
+
+
+@dataclass
 class MaxTokens:
     brief: int = setting(200, "longest brief the Educator may write")
     draft: int = setting(320, "longest poem the Poet may write")
@@ -83,6 +91,7 @@ class InferenceConfig:
     runtime: Runtime = setting(Runtime(), "llama.cpp settings shared by both roles")
     sampling: RoleSampling = setting(RoleSampling(), "sampling per role")
     thinking: RoleThinking = setting(RoleThinking(), "reasoning before the answer, per role; never shown or stored")
+    lookup: PromptLookup = setting(PromptLookup(), "prompt-lookup decoding per role: the same text as plain decoding, sooner")
     max_tokens: MaxTokens = setting(MaxTokens(), "generation length limits per step")
     session: SessionDefaults = setting(SessionDefaults(), "defaults of the workshop loop")
 

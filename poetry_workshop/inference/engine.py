@@ -145,8 +145,10 @@ class Engine:
         # Validate both files before starting anything, so a bad poet path fails fast too.
         thread = InferenceThread()
         try:
-            educator_backend = LlamaBackend(choices["educator"].path, runtime, thread, thinking.educator)
-            poet_backend = LlamaBackend(choices["poet"].path, runtime, thread, thinking.poet)
+            educator_backend = LlamaBackend(choices["educator"].path, runtime, thread, thinking.educator,
+                                            adapter=choices["educator"].adapter)
+            poet_backend = LlamaBackend(choices["poet"].path, runtime, thread, thinking.poet,
+                                        adapter=choices["poet"].adapter)
         except BaseException:
             thread.close()
             raise
@@ -171,7 +173,8 @@ class Engine:
         before the old one closes, so a bad file leaves the role as it was."""
         from poetry_workshop.inference.llama_backend import LlamaBackend
 
-        new = LlamaBackend(choice.path, self._runtime, self._thread, getattr(self._thinking, choice.role))
+        new = LlamaBackend(choice.path, self._runtime, self._thread, getattr(self._thinking, choice.role),
+                           adapter=choice.adapter)
         try:
             new.load()
         except BaseException:

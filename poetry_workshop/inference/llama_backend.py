@@ -118,8 +118,10 @@ class _StopText:
 class LlamaBackend:
     """One GGUF file, one `Llama` object, used only on the shared inference thread."""
 
-    def __init__(self, path: Path, runtime: Runtime, thread: InferenceThread, thinking: bool = False):
+    def __init__(self, path: Path, runtime: Runtime, thread: InferenceThread, thinking: bool = False,
+                 adapter: Path | None = None):
         self.path = Path(path)
+        self.adapter = Path(adapter) if adapter else None  # a LoRA adapter GGUF applied at load
         self.info: GGUFInfo = read_gguf(self.path)  # fails fast, before any load
         self.template = require_chat_template(self.info)
         self.thinking_template = thinking_template(self.template)
@@ -149,6 +151,7 @@ class LlamaBackend:
                 n_batch=self.runtime.n_batch,
                 n_gpu_layers=self.runtime.n_gpu_layers,
                 seed=self.runtime.seed,
+                lora_path=str(self.adapter) if self.adapter else None,
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:

@@ -20,6 +20,7 @@ class ModelChoice:
     path: Path
     is_starter: bool
     source: str  # "--educator flag", "config", "starter"
+    adapter: Path | None = None  # a LoRA adapter GGUF applied to `path` at load
 
 
 def choose_models(settings, educator: str | None = None, poet: str | None = None) -> dict[str, ModelChoice]:
