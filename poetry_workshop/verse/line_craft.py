@@ -23,7 +23,7 @@ each vowel 1 (primary), 2 (secondary) or 0 (none), and a reader hears less than 
 Each rule reads the marks before any rule ran and leaves two neighbours unchanged.
 
 A word CMUdict lacks is never guessed silently: its syllables are estimated from the
-spelling (`poem_metrics.syllables`), its stresses are `?`, and the line names the word
+spelling (`estimate_syllables`), its stresses are `?`, and the line names the word
 (`LineCraft.unknown`) and says its count is an estimate (`LineCraft.estimated`).
 
 Rhyme letters: the first line with a new end sound gets the next letter (A, B, ... Z,
@@ -38,11 +38,12 @@ partner anywhere in the poem, so a display can set the unrhymed apart.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
-from poetry_workshop.verse.poem_metrics import _cmudict, rhyme_key, syllables, words
+from poetry_workshop.verse.poem_metrics import _cmudict, rhyme_key, syllables
 from poetry_workshop.verse.quotes import flatten
 
 STRESSED, UNSTRESSED, UNKNOWN = "/", "x", "?"
@@ -80,11 +81,12 @@ class LineCraft:
     text: str
     syllables: int
     stress: str  # one mark per syllable, space-separated: "x / x / x / x /"
-    unknown: tuple[str, ...] = ()  # words CMUdict lacks, as written in the line
+    unknown: tuple[str, ...] = ()  # words CMUdict lacks, lower-cased as `line_words` gives them
     end_sound: str = ""  # `rhyme_key` of the end word; "" for a line without words
     rhyme: str = ""  # the rhyme letter; "" for a blank line or one without words
     rhymed: bool = False  # whether another line of the poem shares its end sound
     blank: bool = False  # a stanza break
+    words: int = 0
 
     @property
     def estimated(self) -> bool:
@@ -122,17 +124,44 @@ class PoemCraft:
         """Every word CMUdict lacks, once each, in order of appearance."""
         seen: dict[str, None] = {}
         for row in self.rows:
-            seen.update(dict.fromkeys(w.lower() for w in row.unknown))
+            seen.update(dict.fromkeys(row.unknown))
         return tuple(seen)
+
+
+# Words as `poem_metrics.words` reads them (letters and apostrophes), and numbers, which a
+# poet counts as words and a reader says aloud.
+_WORD = re.compile(r"[a-z']*[a-z][a-z']*|\d+")
+
+
+def line_words(text: str) -> list[str]:
+    """The words of a line, lower-cased, curly apostrophes made straight, quotes stripped."""
+    return [w.strip("'") for w in _WORD.findall(text.lower().replace("’", "'"))]
 
 
 @lru_cache(maxsize=65536)
 def word_sound(word: str) -> WordSound:
-    key = word.lower().replace("’", "'").strip("'")
-    phones = _cmudict().get(key)
+    """How CMUdict says `word` (lower case, as `line_words` gives it), or an estimate."""
+    phones = _cmudict().get(word)
     if phones:
         return WordSound(word, tuple(p[-1] for p in phones.split() if p[-1].isdigit()), 0)
-    return WordSound(word, None, syllables(key) if key else 0)
+    return WordSound(word, None, estimate_syllables(word))
+
+
+_SOUNDED_ES = ("ses", "zes", "ces", "ges", "ches", "shes", "xes")
+
+
+def estimate_syllables(word: str) -> int:
+    """Syllables of a word CMUdict lacks, by spelling: `poem_metrics.syllables` (vowel
+    groups, a silent final e), after an ending that adds no syllable is cut ("toves" is
+    read as "tove", "jumped" as "jumpe"); a number, one a digit (a rough reading, flagged
+    like any estimate)."""
+    if word.isdigit():
+        return len(word)
+    if word.endswith("es") and len(word) > 3 and not word.endswith(_SOUNDED_ES):
+        word = word[:-1]
+    elif word.endswith("ed") and len(word) > 3 and not word.endswith(("ted", "ded")):
+        word = word[:-1]
+    return syllables(word)
 
 
 def _word_marks(sound: WordSound) -> list[str]:
@@ -140,7 +169,7 @@ def _word_marks(sound: WordSound) -> list[str]:
         return [UNKNOWN] * sound.estimate
     digits = sound.stresses
     if len(digits) == 1:
-        return [UNSTRESSED if sound.word.lower().replace("’", "'") in FUNCTION_WORDS else STRESSED]
+        return [UNSTRESSED if sound.word in FUNCTION_WORDS else STRESSED]
     marks = []
     for i, digit in enumerate(digits):
         if digit == "1":
@@ -160,11 +189,11 @@ def line_craft(text: str) -> LineCraft:
     being typed."""
     if not text.strip():
         return LineCraft(text, 0, "", blank=True)
-    line_words = words(text)
+    found = line_words(text)
     marks: list[str] = []
     monosyllable: list[bool] = []  # per syllable: whether it is a whole (known) word
     unknown: list[str] = []
-    for word in line_words:
+    for word in found:
         sound = word_sound(word)
         if sound.stresses is None:
             unknown.append(word)
@@ -172,8 +201,8 @@ def line_craft(text: str) -> LineCraft:
         marks.extend(word_marks)
         monosyllable.extend([len(word_marks) == 1 and sound.stresses is not None] * len(word_marks))
     _scan(marks, monosyllable)
-    end = end_sound(line_words[-1]) if line_words else ""
-    return LineCraft(text, len(marks), " ".join(marks), tuple(unknown), end)
+    end = end_sound(found[-1]) if found else ""
+    return LineCraft(text, len(marks), " ".join(marks), tuple(unknown), end, words=len(found))
 
 
 def _scan(marks: list[str], monosyllable: list[bool]) -> None:
@@ -229,8 +258,7 @@ def poem_craft(poem: str) -> PoemCraft:
     for row in measured:
         if row.end_sound:
             letter = letters.setdefault(row.end_sound, _letter(len(letters)))
-            row = LineCraft(row.text, row.syllables, row.stress, row.unknown, row.end_sound,
-                            letter, counts[row.end_sound] > 1)
+            row = replace(row, rhyme=letter, rhymed=counts[row.end_sound] > 1)
         rows.append(row)
     stanzas, inside = 0, False
     for row in rows:
@@ -238,7 +266,10 @@ def poem_craft(poem: str) -> PoemCraft:
             stanzas += 1
         inside = not row.blank
     return PoemCraft(tuple(rows), sum(1 for r in rows if not r.blank),
-                     sum(len(words(r.text)) for r in rows if not r.blank), stanzas)
+                     sum(r.words for r in rows), stanzas)
+
+
+_LINE_BREAK_MARK = re.compile(r"\s+/\s+")  # as `verse.quotes` reads a quote across a break
 
 
 def quoted_rows(poem: str, quoted: Iterable[str]) -> frozenset[int]:
@@ -258,7 +289,7 @@ def quoted_rows(poem: str, quoted: Iterable[str]) -> frozenset[int]:
         at += len(word) + 1
     rows: set[int] = set()
     for quote in quoted:
-        for needle in {flatten(quote), flatten(quote.replace(" / ", " "))}:
+        for needle in (flatten(quote), flatten(_LINE_BREAK_MARK.sub(" ", quote))):
             found = flat.find(needle) if needle else -1
             if found < 0:
                 continue
