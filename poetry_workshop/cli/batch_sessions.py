@@ -126,7 +126,7 @@ def run_batch(
 
         session = None
         try:
-            session = studio.start(item.mode, item.text, item.rounds or rounds, on_event=progress)
+            session = studio.start(item.mode, item.text, item.rounds or rounds, on_event=progress, origin="batch")
             session.run()
             status, error = "ok", None
         except WorkshopError as exc:

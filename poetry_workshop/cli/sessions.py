@@ -89,8 +89,9 @@ class SessionsCommand(Command):
                 if not rows:
                     print("no sessions yet; start one with `workshop write \"...\"`", file=sys.stderr)
                 for r in rows:
+                    tag = f" [{r.origin}]" if r.headless else ""
                     print(f"{r.id}  {r.updated_at[:16].replace('T', ' ')}  {r.mode:<8}  {r.draft_count:>2} draft(s)  "
-                          f"{r.status:<8}  {r.title}")
+                          f"{r.status:<8}  {r.title}{tag}")
                 return ExitCode.OK
             if not args.session:
                 raise WorkshopError(f"{args.action} needs a session id; `workshop sessions` lists them")

@@ -66,7 +66,9 @@ def run_session(args, mode: str, text: str) -> int:
     session = None
     cancel = threading.Event()
     try:
-        session = studio.start(mode, text, getattr(args, "rounds", None), on_event=TerminalProgress())
+        # Tagged with the command, so the app lists it as headless and never offers it to resume.
+        origin = "write" if mode == "write" else "critique"
+        session = studio.start(mode, text, getattr(args, "rounds", None), on_event=TerminalProgress(), origin=origin)
         session.run(cancel=cancel)
         session.refresh()
         sys.stdout.write(to_markdown(session.record, session.tree))

@@ -328,7 +328,8 @@ class QualityGateConfig:
 class AppSettings:
     auto_rounds: int = setting(3, "revise/critique rounds the auto action runs unattended")
     max_paste_chars: int = setting(10_000, "longest poem or request accepted; longer pastes are truncated")
-    export_dir: str = setting("", "where exports go; empty means the current folder")
+    export_dir: str = setting("", "where exports (x, t) go; empty: an exports folder in the user data folder")
+    gutter: bool = setting(True, "show the craft gutter (syllables, stress, rhyme per line) beside the poem at start")
 
 
 @dataclass

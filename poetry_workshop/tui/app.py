@@ -23,6 +23,9 @@ from poetry_workshop.tui.workshop_screen import WorkshopScreen
 from poetry_workshop.workshop.studio import Studio
 
 
+QUIT_WAIT_S = 0.8  # the longest Ctrl+Q waits for a stopped generation to be stored
+
+
 class WorkshopApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "Poetry Workshop"
@@ -147,6 +150,15 @@ class WorkshopApp(App):
                 screen.set_hint(self.studio.notice, self.starter_hint())
 
     # ------------------------------------------------------------------ app keys
+    async def action_quit(self) -> None:
+        """Quit at once: a generation in flight is cancelled at its next token and its
+        partial text stored, marked stopped, before the app exits (waited on for at most
+        QUIT_WAIT_S, so quitting never hangs on a long generation)."""
+        for screen in self.screen_stack:
+            if isinstance(screen, WorkshopScreen):
+                await screen.stop_for_quit(QUIT_WAIT_S)
+        self.exit()
+
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             # Installed once and kept: composed once, so opening it stays quick while a

@@ -22,7 +22,7 @@ class KeyAction:
 
 
 WORKSHOP_KEYS = [
-    KeyAction("new", "n", "new", "New", "start a new request or workshop another poem"),
+    KeyAction("new", "n", "new", "New", "start a new request or workshop another poem", show=False),
     KeyAction("revise", "r", "revise", "Revise", "the Poet revises from the current critique, then the Educator follows up"),
     KeyAction("critique", "c", "critique", "Critique", "the Educator critiques the current draft (again)"),
     KeyAction("edit", "e", "edit", "Edit", "edit the poem yourself; Ctrl+S saves it as a new draft, Esc cancels"),
@@ -31,9 +31,20 @@ WORKSHOP_KEYS = [
     KeyAction("branch", "b", "branch", "Branch", "continue from the entry selected in the history"),
     KeyAction("accept", "a", "accept", "Accept", "mark the current draft as the final poem"),
     KeyAction("stop", "escape", "stop", "Stop", "stop generating (keeps the partial text, marked stopped)"),
-    KeyAction("export", "x", "export", "Export", "export the session to a Markdown file"),
+    KeyAction("export", "x", "export", "Export", "export the session to a Markdown file in the export folder"),
+    KeyAction("export_poem", "t", "export_poem", "Poem .txt", "save the poem alone as a .txt file in the export folder",
+              show=False),
     KeyAction("copy", "y", "copy", "Copy", "copy the current poem to the clipboard"),
     KeyAction("auto", "o", "auto", "Auto", "run several revise/critique rounds unattended (Esc stops)"),
+    KeyAction("gutter", "l", "gutter", "Lines", "show or hide the craft gutter: syllables, stress and rhyme per line"),
+    KeyAction("undo", "u", "undo", "Undo", "take back the last step: a new draft, an edit or an accept", show=False),
+]
+
+START_KEYS = [
+    KeyAction("start.workshop_poem", "ctrl+s", "workshop_poem", "Workshop my poem",
+              "workshop the poem in the poem area"),
+    KeyAction("session_rename", "r", "rename", "Rename", "rename the session selected in the list"),
+    KeyAction("session_delete", "d,delete", "delete", "Delete", "delete the session selected in the list (asks first)"),
 ]
 
 BUILD_KEYS = [
@@ -54,16 +65,28 @@ MODELS_KEYS = [
 ]
 
 APP_KEYS = [
-    KeyAction("models", "f2", "models", "Models", "the Models screen: the models here, the catalogue, switch or get one"),
-    KeyAction("build", "f5", "build", "Build", "the build screen: make your own Educator and Poet"),
+    KeyAction("models", "f2", "models", "Models", "the Models screen: the models here, the catalogue, switch or get one",
+              show=False),
+    KeyAction("build", "f5", "build", "Build", "the build screen: make your own Educator and Poet", show=False),
     KeyAction("help", "f1,question_mark", "help", "Help", "show every key"),
     KeyAction("quit", "ctrl+q", "quit", "Quit", "quit (the session is already saved)"),
 ]
 
 
+# The help screen's groups, in order: a key means one thing within a group.
+KEY_GROUPS = [
+    ("Everywhere", APP_KEYS),
+    ("Start screen", START_KEYS),
+    ("Workshop screen", WORKSHOP_KEYS),
+    ("Build screen (F5)", BUILD_KEYS),
+    ("Models screen (F2)", MODELS_KEYS),
+]
+ALL_KEYS = [action for _, group in KEY_GROUPS for action in group]
+
+
 def key_label(keymap: dict[str, str], action_id: str) -> str:
     """The key a person presses for `action_id`, as mapped, for hints on screen ("F2")."""
-    default = next(a.key for a in WORKSHOP_KEYS + BUILD_KEYS + MODELS_KEYS + APP_KEYS if a.id == action_id)
+    default = next(a.key for a in ALL_KEYS if a.id == action_id)
     first = keymap.get(action_id, default).split(",")[0]
     return first.upper() if len(first) <= 3 and first[0] == "f" else first
 

@@ -22,14 +22,17 @@ from textual.screen import Screen
 from textual.widgets import Footer, Markdown, Tree
 from textual.worker import Worker, WorkerState
 
+from poetry_workshop import locations
 from poetry_workshop.errors import WorkshopError
 from poetry_workshop.files import write_atomic
-from poetry_workshop.tui.ask_screen import AskScreen
+from poetry_workshop.tui.ask_screen import AskScreen, YesNoScreen
 from poetry_workshop.tui.clipboard import copy_text
+from poetry_workshop.tui.craft_gutter import CraftGutter
 from poetry_workshop.tui.keys import WORKSHOP_KEYS, bindings
-from poetry_workshop.tui.widgets import HistoryTree, PoemArea, StatusBar
-from poetry_workshop.verse.quotes import locate_quotes
+from poetry_workshop.tui.widgets import DraftHistory, HistoryTree, PoemArea, StatusBar
+from poetry_workshop.verse.quotes import locate_quotes, quoted_passages
 from poetry_workshop.workshop.session import (
+    Checkpoint,
     Notice,
     StepFinished,
     StepStarted,
@@ -38,11 +41,13 @@ from poetry_workshop.workshop.session import (
     validate_text,
 )
 from poetry_workshop.workshop.store import Node
-from poetry_workshop.workshop.transcript import to_markdown
+from poetry_workshop.workshop.transcript import cut_at, cut_note, to_markdown
 
 MODEL_GROUP = "model"
 POEM_REFRESH_S = 0.2  # the streaming poem redraws five times a second
 CHUNK_BATCH_S = 0.05  # streamed text reaches the UI at most twenty times a second
+SPINNER_S = 0.1  # the "reading the prompt" spinner turns ten times a second
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 _TITLES = {"brief": "Brief", "critique": "Critique", "answer": "Answer", "request": "Request", "question": "Question"}
 
 
@@ -105,12 +110,19 @@ class WorkshopScreen(Screen):
         self._started = 0.0
         self._last_speed = 0.0
         self._role = ""
+        self._reading: str | None = None  # the activity while the model reads its prompt
+        self._spinner = None
+        self._undo: list[Checkpoint] = []
+        self._quoted: list[str] = []
+        self.gutter_on = studio.settings.app.app.gutter
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
         with Horizontal(id="panes"):
-            with Vertical(id="left"):
-                yield PoemArea(id="poem")
+            with Vertical(id="left", classes="with-gutter" if self.gutter_on else ""):
+                with Horizontal(id="poem-row"):
+                    yield PoemArea(id="poem")
+                    yield CraftGutter(id="gutter", classes="" if self.gutter_on else "hidden")
                 yield HistoryTree(id="history")
             with VerticalScroll(id="critique-scroll"):
                 yield Markdown("", id="critique")
@@ -141,7 +153,7 @@ class WorkshopScreen(Screen):
         self.refresh_from_session()
         self.query_one("#history", HistoryTree).focus()
         if self.session.next_action() in ("brief", "draft", "critique"):
-            self._run("Workshop: first draft and critique", self._continue)
+            self._run("Workshop: first draft and critique", self._continue, undoable=False)
 
     # ------------------------------------------------------------------ state → panes
     @property
@@ -164,14 +176,22 @@ class WorkshopScreen(Screen):
         reply = self._shown_reply(path)
         self._show(draft, reply)
         self.query_one(HistoryTree).rebuild(self.session.tree, self.session.record.head_id)
+        self.refresh_bindings()
 
-    def _show(self, draft: Node | None, reply: Node | None, diff: str | None = None) -> None:
+    def _show(self, draft: Node | None, reply: Node | None, extra: str | None = None) -> None:
+        """`draft` in the poem pane; `reply` (or, for a selected draft, `extra`: its
+        critiques and what changed) in the critique pane."""
         poem = self.query_one(PoemArea)
         critique = self.query_one("#critique", Markdown)
         spans = []
         if draft is not None and reply is not None and reply.kind == "critique":
             spans, _missing = locate_quotes(draft.text, reply.text)
         poem.show(draft.text if draft else "", spans)
+        self._quoted = quoted_passages(reply.text) if reply is not None and reply.kind == "critique" else []
+        if extra is not None and draft is not None:
+            firsts = DraftHistory(self.session.tree).critiques(draft.id)
+            self._quoted = quoted_passages(firsts[-1].text) if firsts else []
+        self._update_gutter()
         number = self._draft_number(draft) if draft else 0
         author = "you" if draft is not None and draft.author == "person" else "Poet"
         # Short: the pane is 36 columns wide at 80×24.
@@ -181,18 +201,41 @@ class WorkshopScreen(Screen):
         if draft is not None and draft.meta.get("stopped"):
             title += " · stopped"
         poem.border_title = title
+        poem.border_subtitle = (f"cut at {cut_at(draft)} tokens · r again" if draft is not None
+                                and cut_at(draft) is not None else "")
         scroll = self.query_one("#critique-scroll", VerticalScroll)
         scroll.scroll_home(animate=False)  # a finished text reads from its top
-        if diff is not None:
-            scroll.border_title = "Changes from the previous draft"
-            critique.update(diff)
+        if extra is not None:
+            scroll.border_title = f"Draft {number}: critiques and changes"
+            critique.update(extra)
         elif reply is not None:
             label = _TITLES.get(reply.kind, reply.kind.capitalize())
+            if reply.kind == "critique" and reply.meta.get("action") == "follow-up":
+                label = "Follow-up"
             scroll.border_title = label + (" — stopped" if reply.meta.get("stopped") else "")
-            critique.update(reply.text)
+            critique.update(self._reply_markdown(reply))
         else:
             scroll.border_title = "Critique"
             critique.update("")
+
+    def _reply_markdown(self, reply: Node) -> str:
+        """A reply as the pane shows it: an answer under its question, a cut marked."""
+        text = reply.text
+        if reply.kind == "answer" and reply.parent_id in self.session.tree.nodes:
+            question = self.session.tree.nodes[reply.parent_id]
+            if question.kind == "question":
+                text = f"**Question:** {question.text}\n\n**Answer:** {reply.text}"
+        note = cut_note(reply)
+        return text + (f"\n\n_{note}_" if note else "")
+
+    def _update_gutter(self) -> None:
+        if self.gutter_on:
+            self.query_one(CraftGutter).show_poem(self.query_one(PoemArea).text, self._quoted)
+
+    def on_text_area_changed(self, event) -> None:
+        # Live while the person edits (and as the Poet's lines arrive).
+        if event.text_area.id == "poem":
+            self._update_gutter()
 
     def _draft_number(self, draft: Node) -> int:
         ids = [n.id for n in self.session.tree.drafts()]
@@ -206,24 +249,49 @@ class WorkshopScreen(Screen):
         if node is None:
             return
         if node.kind == "draft":
-            parent = tree.parent_draft(node.id)
-            diff = None
-            if parent is not None:
-                lines = difflib.unified_diff(parent.text.splitlines(), node.text.splitlines(),
-                                             "previous draft", "this draft", lineterm="")
-                diff = "```diff\n" + "\n".join(lines) + "\n```" if parent.text != node.text else "_No changes._"
-            self._show(node, None, diff)
+            self._show(node, None, self._draft_story(node))
+        elif node.kind == "question":
+            answer = next((c for c in tree.children(node.id) if c.kind == "answer"), None)
+            if answer is not None:
+                self._show(tree.parent_draft(node.id), answer)
+            else:
+                self._show(tree.parent_draft(node.id), None, f"**Question:** {node.text}\n\n_No answer yet._")
         else:
             self._show(tree.parent_draft(node.id), node)
 
+    def _draft_story(self, draft: Node) -> str:
+        """A selected draft's critiques (each under its heading) and its changes from the draft before."""
+        tree = self.session.tree
+        parts = []
+        for note in DraftHistory(tree).about(draft.id):
+            if note.kind != "critique":
+                continue
+            heading = "Follow-up" if note.meta.get("action") == "follow-up" else "Critique"
+            if note.meta.get("stopped"):
+                heading += " (stopped)"
+            parts.append(f"### {heading}\n\n{self._reply_markdown(note)}")
+        if not parts:
+            parts.append("_No critique of this draft yet: c asks for one._")
+        parent = tree.parent_draft(draft.id)
+        if parent is not None:
+            if parent.text == draft.text:
+                parts.append("### Changes from the previous draft\n\n_No changes._")
+            else:
+                lines = difflib.unified_diff(parent.text.splitlines(), draft.text.splitlines(),
+                                             "previous draft", "this draft", lineterm="")
+                parts.append("### Changes from the previous draft\n\n```diff\n" + "\n".join(lines) + "\n```")
+        return "\n\n".join(parts)
+
     # ------------------------------------------------------------------ workers
-    def _run(self, description: str, body) -> None:
+    def _run(self, description: str, body, undoable: bool = True) -> None:
         if self.busy:
             self.notify("The models are busy. Esc stops the current generation.", title="Busy", severity="warning")
             return
         if self.editing:
             self.notify("Save (Ctrl+S) or cancel (Esc) your edit first.", title="Editing", severity="warning")
             return
+        if undoable:
+            self._undo.append(self.session.checkpoint(description))
         cancel = self.cancel = threading.Event()
         self.run_worker(lambda: body(cancel), thread=True, exclusive=True, group=MODEL_GROUP,
                         exit_on_error=False, description=description, name=description)
@@ -231,7 +299,7 @@ class WorkshopScreen(Screen):
     def _continue(self, cancel: threading.Event) -> None:
         while self.session.next_action() in ("brief", "draft", "critique") and not cancel.is_set():
             node = self.session.step(cancel=cancel)
-            if node.meta.get("stopped"):
+            if node is None or node.meta.get("stopped"):
                 return
 
     async def on_session_event(self, message: SessionEvent) -> None:
@@ -239,7 +307,10 @@ class WorkshopScreen(Screen):
         status = self.query_one(StatusBar)
         if isinstance(event, StepStarted):
             self._role, self._chunks, self._started = event.role, 0, time.perf_counter()
-            status.set_activity(f"{event.role.capitalize()}: {event.action}…")
+            self._reading = f"{event.role.capitalize()}: {event.action}…"
+            self._turn_spinner()
+            if self._spinner is None:
+                self._spinner = self.set_interval(SPINNER_S, self._turn_spinner)
             if event.role == "educator":
                 critique = self.query_one("#critique", Markdown)
                 await critique.update("")
@@ -254,6 +325,9 @@ class WorkshopScreen(Screen):
                 poem.show("")
                 poem.border_title = f"Poet writing ({event.action})…"
         elif isinstance(event, TextChunk):
+            if self._reading is not None:  # the first text: the prompt is read
+                status.set_activity(self._reading)
+                self._stop_spinner()
             self._chunks += message.tokens
             if event.role == "educator" and self._stream is not None:
                 await self._stream.write(event.text)
@@ -271,6 +345,7 @@ class WorkshopScreen(Screen):
                 rate = self._chunks / max(now - self._started, 1e-6)
                 status.set_activity(status.activity, f"{rate:.0f} tok/s")
         elif isinstance(event, StepFinished):
+            self._stop_spinner()
             await self._stop_stream()
             context = None
             if event.stats is not None:
@@ -283,8 +358,25 @@ class WorkshopScreen(Screen):
                     speed += f" │ thinking… ({event.stats.thinking_tokens} tokens)"
                 status.set_activity(status.activity, speed, context)
             self.refresh_from_session()
+            if (note := cut_note(event.node)) is not None and event.node.kind == "draft":
+                self.notify(f"Draft {self._draft_number(event.node)} {note}", title="Cut", severity="warning")
         elif isinstance(event, Notice):
-            self.notify(event.text, title="Context", severity="warning")
+            title = "Stopped" if event.text.startswith("stopped") else "Context"
+            self.notify(event.text, title=title, severity="warning")
+
+    def _turn_spinner(self) -> None:
+        """Signs of life while the model reads its prompt (no text comes until it has)."""
+        if self._reading is None:
+            return
+        waited = time.perf_counter() - self._started
+        frame = SPINNER[int(waited / SPINNER_S) % len(SPINNER)]
+        self.query_one(StatusBar).set_activity(f"{self._reading} {frame} reading the prompt {waited:.0f} s")
+
+    def _stop_spinner(self) -> None:
+        self._reading = None
+        if self._spinner is not None:
+            self._spinner.stop()
+            self._spinner = None
 
     def _flush_poem(self) -> None:
         self._poem_flush_scheduled = False
@@ -302,6 +394,9 @@ class WorkshopScreen(Screen):
         if event.worker.group != MODEL_GROUP:
             return
         status = self.query_one(StatusBar)
+        if event.state in (WorkerState.ERROR, WorkerState.SUCCESS, WorkerState.CANCELLED):
+            self._stop_spinner()
+            self._drop_empty_checkpoint()
         if event.state == WorkerState.ERROR:
             await self._stop_stream()
             error = event.worker.error
@@ -315,6 +410,27 @@ class WorkshopScreen(Screen):
             status.set_activity("stopped" if stopped else "idle", status.speed)
             self.refresh_from_session()
 
+    # ------------------------------------------------------------------ footer
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Keys that do nothing now stay off the footer, so at 80 columns it keeps the rest."""
+        if action == "stop":
+            return self.busy or self.editing
+        if action == "save_edit":
+            return self.editing
+        if action == "undo":
+            return bool(self._undo) and not self.busy
+        return True
+
+    def _drop_empty_checkpoint(self) -> None:
+        """A step that was stopped before it wrote anything leaves nothing to undo."""
+        if self._undo:
+            self.session.refresh()
+            last = self._undo[-1]
+            if (last.head_id == self.session.record.head_id and last.status == self.session.record.status
+                    and last.node_ids == frozenset(self.session.tree.nodes)):
+                self._undo.pop()
+        self.refresh_bindings()
+
     # ------------------------------------------------------------------ actions
     def action_new(self) -> None:
         if self.busy:
@@ -323,25 +439,33 @@ class WorkshopScreen(Screen):
         self.app.show_start()
 
     def action_revise(self) -> None:
-        if self.session.latest_critique is None:
+        critique = self.session.latest_critique
+        if critique is None:
             self.notify("There is no critique to revise from yet: press c for one.", title="Revise")
             return
         if self.session.record.status == "accepted":
             self.notify("This poem is accepted. Branch (b) from a draft to keep working.", title="Revise")
             return
+        if self.busy:
+            self.notify("The models are busy. Esc stops the current generation.", title="Busy", severity="warning")
+            return
+        if critique.meta.get("stopped") or cut_at(critique) is not None:
+            how = "stopped" if critique.meta.get("stopped") else "cut at its token limit"
+            self.notify(f"Revising from a critique that was {how}: the Poet sees only its partial text. "
+                        "c asks for a whole one.", title="Partial critique", severity="warning")
 
         def body(cancel):
             node = self.session.revise(cancel)
-            if not node.meta.get("stopped") and not cancel.is_set():
+            if node is not None and not node.meta.get("stopped") and not cancel.is_set():
                 self.session.critique(cancel)
 
-        self._run("Poet: revision, then Educator: follow-up", body)
+        self._run("revision", body)
 
     def action_critique(self) -> None:
         if self.session.current_draft is None:
             self.notify("There is no draft to critique yet.", title="Critique")
             return
-        self._run("Educator: critique", lambda cancel: self.session.critique_again(cancel))
+        self._run("critique", lambda cancel: self.session.critique_again(cancel))
 
     def action_auto(self) -> None:
         rounds = self.studio.settings.app.app.auto_rounds
@@ -349,7 +473,7 @@ class WorkshopScreen(Screen):
             self.notify("This poem is accepted. Branch (b) from a draft to keep working.", title="Auto")
             return
         self.notify(f"Running {rounds} revise/critique rounds. Esc stops.", title="Auto")
-        self._run(f"Auto: {rounds} rounds", lambda cancel: self.session.run_rounds(rounds, cancel))
+        self._run(f"{rounds} auto rounds", lambda cancel: self.session.run_rounds(rounds, cancel))
 
     def action_ask(self) -> None:
         if self.busy:
@@ -358,7 +482,7 @@ class WorkshopScreen(Screen):
 
         def asked(question: str | None) -> None:
             if question:
-                self._run("Educator: answer", lambda cancel: self.session.ask(question, cancel))
+                self._run("question", lambda cancel: self.session.ask(question, cancel))
 
         self.app.push_screen(AskScreen("Ask the Educator a craft question (Enter asks, Esc cancels)",
                                        "what makes a line break work?"), asked)
@@ -376,6 +500,7 @@ class WorkshopScreen(Screen):
         poem.border_title = "Editing · Ctrl+S saves · Esc cancels"
         self.editing = True
         poem.focus()
+        self.refresh_bindings()
 
     def action_save_edit(self) -> None:
         if not self.editing:
@@ -389,6 +514,7 @@ class WorkshopScreen(Screen):
         if poem.text.strip("\n") == self.session.current_draft.text:
             self.notify("No changes to save.", title="Edit")
         else:
+            self._undo.append(self.session.checkpoint("edit"))
             node = self.session.edit(poem.text)
             self.notify(f"Saved as draft {self._draft_number(node)}. Press c for a critique.", title="Saved")
         self._end_edit()
@@ -408,6 +534,19 @@ class WorkshopScreen(Screen):
             self.cancel.set()
             self.query_one(StatusBar).set_activity("stopping…")
 
+    async def stop_for_quit(self, within_s: float) -> bool:
+        """Cancel a generation at its next token and wait (at most `within_s`) for the partial
+        text to be stored, marked stopped. True when nothing is left running."""
+        if not self.busy or self.cancel is None:
+            return True
+        self.cancel.set()
+        workers = [w for w in self.workers if w.group == MODEL_GROUP and w.is_running]
+        try:
+            await asyncio.wait_for(asyncio.gather(*(w.wait() for w in workers), return_exceptions=True), within_s)
+        except TimeoutError:
+            return False
+        return True
+
     def action_branch(self) -> None:
         if self.busy:
             self.notify("Stop the generation (Esc) before branching.", title="Busy", severity="warning")
@@ -416,6 +555,7 @@ class WorkshopScreen(Screen):
         if node is None or node.data is None:
             self.notify("Select an entry in the revision history first.", title="Branch")
             return
+        self._undo.append(self.session.checkpoint("branch"))
         self.session.branch(node.data)
         if self.session.record.status == "accepted":
             self.session.store.set_status(self.session.record.id, "open")
@@ -435,22 +575,86 @@ class WorkshopScreen(Screen):
         if draft is None:
             self.notify("There is no draft to accept yet.", title="Accept")
             return
+        number = self._draft_number(draft)
+        doubt = None
+        if not draft.text.strip():
+            doubt = f"Draft {number} is empty."
+        elif draft.meta.get("stopped"):
+            doubt = f"Draft {number} was stopped before the Poet finished it."
+        elif cut_at(draft) is not None:
+            doubt = f"Draft {number} was cut at {cut_at(draft)} tokens, maybe mid-line."
+        if doubt is None:
+            self._accept(draft)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._accept(draft)
+            else:
+                self.notify("Not accepted. r revises it, e lets you finish it yourself.", title="Accept")
+
+        self.app.push_screen(YesNoScreen(f"{doubt} Accept it as the final poem anyway? (y/n)"), answered)
+
+    def _accept(self, draft: Node) -> None:
+        self._undo.append(self.session.checkpoint("accept"))
         self.session.accept()
         self.refresh_from_session()
         self.notify(f"Draft {self._draft_number(draft)} is the final poem. Export it with x.", title="Accepted")
 
-    def action_export(self) -> None:
-        record = self.session.record
-        folder = Path(self.studio.settings.app.app.export_dir or ".").expanduser()
-        slug = "-".join(re.findall(r"[a-z0-9]+", record.title.lower())[:6]) or "session"
-        target = folder / f"{slug}-{record.id}.md"
-        try:
-            write_atomic(target, to_markdown(record, self.session.tree))
-        except OSError as exc:
-            self.notify(f"{target}: {exc.strerror}; set export_dir in config/app.toml", title="Export failed",
-                        severity="error")
+    def action_undo(self) -> None:
+        if self.busy or self.editing:
+            self.notify("Finish or stop what is running first.", title="Undo", severity="warning")
             return
-        self.notify(str(target.resolve()), title="Exported")
+        while self._undo:
+            step = self._undo.pop()
+            try:
+                gone = self.session.undo(step)
+            except WorkshopError as exc:
+                if str(exc).startswith("nothing to undo"):
+                    continue
+                self.notify(str(exc), title="Cannot undo", severity="warning")
+                return
+            self.refresh_from_session()
+            what = f", {gone} entr{'y' if gone == 1 else 'ies'} removed" if gone else ""
+            self.notify(f"Undid the {step.label}{what}.", title="Undone")
+            return
+        self.notify("Nothing to undo in this visit to the session.", title="Undo")
+        self.refresh_bindings()
+
+    def action_gutter(self) -> None:
+        self.gutter_on = not self.gutter_on
+        self.query_one(CraftGutter).set_class(not self.gutter_on, "hidden")
+        self.query_one("#left").set_class(self.gutter_on, "with-gutter")
+        self._update_gutter()
+
+    # ------------------------------------------------------------------ export
+    def export_folder(self) -> Path:
+        """Where exports go: the configured folder, else one in the user data folder (never
+        the folder the app was started in, unless configured so)."""
+        configured = self.studio.settings.app.app.export_dir
+        return Path(configured).expanduser() if configured else locations.user_dir() / "exports"
+
+    def _export(self, suffix: str, text: str, what: str) -> None:
+        record = self.session.record
+        slug = "-".join(re.findall(r"[a-z0-9]+", record.title.lower())[:6]) or "session"
+        target = self.export_folder() / f"{slug}-{record.id}{suffix}"
+        try:
+            write_atomic(target, text)
+        except OSError as exc:
+            self.notify(f"{target}: {exc.strerror}; set export_dir under [app] in config/app.toml",
+                        title="Export failed", severity="error")
+            return
+        self.notify(str(target.resolve()), title=what, timeout=10)
+
+    def action_export(self) -> None:
+        self._export(".md", to_markdown(self.session.record, self.session.tree), "Exported")
+
+    def action_export_poem(self) -> None:
+        draft = self.session.current_draft
+        if draft is None:
+            self.notify("There is no poem to save yet.", title="Poem")
+            return
+        self._export(".txt", draft.text.rstrip("\n") + "\n", "Poem saved")
 
     def action_copy(self) -> None:
         draft = self.session.current_draft

@@ -63,6 +63,16 @@ def validate_text(text: str, what: str) -> str:
     return text.strip("\n")
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """The session as it was before one step, so the step can be taken back."""
+
+    label: str
+    head_id: str | None
+    status: str
+    node_ids: frozenset[str]
+
+
 def _title(text: str) -> str:
     first = next((line.strip() for line in text.splitlines() if line.strip()), "untitled")
     return first if len(first) <= 60 else first[:57].rstrip() + "…"
@@ -88,9 +98,10 @@ class WorkshopSession:
     @classmethod
     def start(
         cls, store: SessionStore, engine: Engine, *, mode: str, text: str, rounds: int,
-        max_tokens: MaxTokens, on_event: Callable[[Event], None] | None = None,
+        max_tokens: MaxTokens, on_event: Callable[[Event], None] | None = None, origin: str = "app",
     ) -> WorkshopSession:
-        """Begin a session: `mode` "write" takes a request, "workshop" takes a poem."""
+        """Begin a session: `mode` "write" takes a request, "workshop" takes a poem. `origin`
+        names a headless command (batch, write, critique); the app never offers those to resume."""
         if mode not in ("write", "workshop"):
             raise WorkshopError(f"unknown mode {mode!r}; use 'write' or 'workshop'")
         if rounds < 1:
@@ -98,7 +109,7 @@ class WorkshopSession:
         text = validate_text(text, "request" if mode == "write" else "poem")
         models = {role: str(choice.path) for role, choice in engine.choices.items()}
         first = "request" if mode == "write" else "draft"
-        record, _ = store.start_session(mode, _title(text), rounds, models, first, "person", text)
+        record, _ = store.start_session(mode, _title(text), rounds, models, first, "person", text, origin)
         return cls(store, engine, record, max_tokens, on_event)
 
     @classmethod
@@ -163,31 +174,32 @@ class WorkshopSession:
             if cancel is not None and cancel.is_set():
                 return
             node = self.step(action, cancel)
-            if node.meta.get("stopped"):
+            if node is None or node.meta.get("stopped"):
                 return
 
-    def step(self, action: str | None = None, cancel: threading.Event | None = None) -> Node:
+    def step(self, action: str | None = None, cancel: threading.Event | None = None) -> Node | None:
+        """One step of the loop; None when it was stopped before it wrote anything."""
         action = action or self.next_action()
         handlers = {"brief": self.make_brief, "draft": self.write_draft, "critique": self.critique, "revise": self.revise}
         if action not in handlers:
             raise WorkshopError("nothing to do: the session is finished; branch, edit or ask a question")
         return handlers[action](cancel=cancel)
 
-    def make_brief(self, cancel: threading.Event | None = None) -> Node:
+    def make_brief(self, cancel: threading.Event | None = None) -> Node | None:
         request = self._last("request")
         if request is None:
             raise WorkshopError("this session has no request to turn into a brief")
         return self._generate("educator", "brief", "brief", prompts.brief_request(request.text),
                               self.max_tokens.brief, cancel)
 
-    def write_draft(self, cancel: threading.Event | None = None) -> Node:
+    def write_draft(self, cancel: threading.Event | None = None) -> Node | None:
         brief = self._last("brief")
         if brief is None:
             raise WorkshopError("this session has no brief to write from")
         return self._generate("poet", "draft", "draft", prompts.draft_request(brief.text),
                               self.max_tokens.draft, cancel)
 
-    def critique(self, cancel: threading.Event | None = None) -> Node:
+    def critique(self, cancel: threading.Event | None = None) -> Node | None:
         draft = self.current_draft
         if draft is None:
             raise WorkshopError("there is no draft to critique yet")
@@ -198,7 +210,7 @@ class WorkshopSession:
         return self._generate("educator", "critique", "critique", prompts.critique_request(draft.text),
                               self.max_tokens.critique, cancel)
 
-    def revise(self, cancel: threading.Event | None = None) -> Node:
+    def revise(self, cancel: threading.Event | None = None) -> Node | None:
         critique, draft = self.latest_critique, self.current_draft
         if critique is None or draft is None:
             raise WorkshopError("there is no critique to revise from yet")
@@ -209,7 +221,7 @@ class WorkshopSession:
                               prompts.revise_request(critique.text, None if known else draft.text),
                               self.max_tokens.draft, cancel)
 
-    def critique_again(self, cancel: threading.Event | None = None) -> Node:
+    def critique_again(self, cancel: threading.Event | None = None) -> Node | None:
         """A fresh critique of the current draft, beside the one it already has."""
         draft = self.current_draft
         if draft is None:
@@ -224,7 +236,7 @@ class WorkshopSession:
             raise WorkshopError("this poem is accepted; branch from a draft to keep working")
         self.run(self.rounds_done + rounds, cancel)
 
-    def ask(self, question: str, cancel: threading.Event | None = None) -> Node:
+    def ask(self, question: str, cancel: threading.Event | None = None) -> Node | None:
         question = validate_text(question, "question")
         self.store.add_node(self.record.id, self.record.head_id, "question", "person", question)
         self.refresh()
@@ -252,12 +264,31 @@ class WorkshopSession:
         self.store.set_status(self.record.id, "accepted")
         self.refresh()
 
+    # ---------------------------------------------------------------------- undo
+    def checkpoint(self, label: str) -> Checkpoint:
+        """Where the session stands before a step (`label` says which, for "undid …")."""
+        self.refresh()
+        return Checkpoint(label, self.record.head_id, self.record.status, frozenset(self.tree.nodes))
+
+    def undo(self, before: Checkpoint) -> int:
+        """Take the session back to `before`: the nodes made since are deleted, the head and
+        status restored, both conversations rebuilt. Returns how many nodes went."""
+        made = [nid for nid in self.tree.nodes if nid not in before.node_ids]
+        if not made and before.head_id == self.record.head_id and before.status == self.record.status:
+            raise WorkshopError("nothing to undo: the last step changed nothing")
+        self.store.undo_step(self.record.id, made, before.head_id, before.status)
+        self.refresh()
+        self._restore_conversations()
+        return len(made)
+
     # ---------------------------------------------------------------------- internals
     def _specials(self, role: str) -> list[str]:
         return list(getattr(self.engine.role(role).backend, "stop_texts", []))
 
     def _generate(self, role: str, kind: str, action: str, user_text: str, max_tokens: int,
-                  cancel: threading.Event | None) -> Node:
+                  cancel: threading.Event | None) -> Node | None:
+        """Generate and commit one node; None when stopped before any text came (a stop
+        that leaves nothing is no draft and no critique: nothing is stored)."""
         self.on_event(StepStarted(role, action))
         chat = self.engine.role(role)
         reply: Reply = chat.send(
@@ -270,7 +301,11 @@ class WorkshopSession:
         )
         clean = prompts.clean_poem if kind == "draft" else prompts.clean_reply
         text = clean(reply.text, self._specials(role))
-        if not text and not reply.stopped:
+        if not text and reply.stopped:
+            chat.conversation.turns = chat.conversation.turns[:-2]  # as if never asked
+            self.on_event(Notice(f"stopped before the {role.capitalize()} wrote anything: nothing was kept"))
+            return None
+        if not text:
             chat.conversation.turns = chat.conversation.turns[:-2]  # as if never asked
             if reply.stats.thinking_tokens and reply.stats.finish_reason == "length":
                 raise GenerationError(

@@ -51,7 +51,14 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX nodes_by_session ON nodes (session_id, seq);
     """,
+    # Where a session came from: the app, or a headless run (`--batch`, `write`, `critique`)
+    # that the app lists tagged and never offers to resume. Older sessions count as the app's.
+    """
+    ALTER TABLE sessions ADD COLUMN origin TEXT NOT NULL DEFAULT 'app'
+    """,
 ]
+
+ORIGINS = ("app", "batch", "write", "critique")
 
 
 def _now() -> str:
@@ -85,6 +92,17 @@ class SessionRecord:
     created_at: str
     updated_at: str
     draft_count: int = 0
+    origin: str = "app"  # app, or the headless command that made it: batch, write, critique
+    current_draft: str = ""  # the text of the draft on the head's path (filled by list_sessions)
+
+    @property
+    def headless(self) -> bool:
+        return self.origin != "app"
+
+    @property
+    def first_line(self) -> str:
+        """The current draft's first line, for telling sessions with one title apart."""
+        return next((line.strip() for line in self.current_draft.splitlines() if line.strip()), "")
 
 
 @dataclass
@@ -266,6 +284,7 @@ class SessionStore:
 
     def start_session(
         self, mode: str, title: str, target_rounds: int, models: dict[str, Any], kind: str, author: str, text: str,
+        origin: str = "app",
     ) -> tuple[SessionRecord, Node]:
         """A session and its first node (the request or the poem) as its head, in one
         transaction: a crash never leaves a session with nothing in it."""
@@ -273,7 +292,7 @@ class SessionStore:
         now = _now()
         try:
             with self._transaction():
-                self._insert_session(sid, mode, title, target_rounds, models, now)
+                self._insert_session(sid, mode, title, target_rounds, models, now, origin)
                 self._insert_node(nid, sid, None, kind, author, text, None, now)
         except sqlite3.OperationalError as exc:
             raise self._unwritable(self.path, exc) from None
@@ -294,11 +313,13 @@ class SessionStore:
 
     # Statements for use inside `_transaction` only: each leaves the commit to its caller.
     def _insert_session(self, sid: str, mode: str, title: str, target_rounds: int, models: dict[str, Any],
-                        now: str) -> None:
+                        now: str, origin: str = "app") -> None:
+        if origin not in ORIGINS:
+            raise StoreError(f"unknown session origin {origin!r}; one of {', '.join(ORIGINS)}")
         self._conn.execute(
-            "INSERT INTO sessions (id, title, mode, target_rounds, models, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (sid, title, mode, target_rounds, json.dumps(models), now, now),
+            "INSERT INTO sessions (id, title, mode, target_rounds, models, created_at, updated_at, origin)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (sid, title, mode, target_rounds, json.dumps(models), now, now, origin),
         )
 
     def _insert_node(self, nid: str, session_id: str, parent_id: str | None, kind: str, author: str, text: str,
@@ -321,6 +342,43 @@ class SessionStore:
 
     def set_target_rounds(self, session_id: str, rounds: int) -> None:
         self._write("UPDATE sessions SET target_rounds = ? WHERE id = ?", (rounds, session_id))
+
+    def rename_session(self, session_id: str, title: str) -> None:
+        title = " ".join(title.split())
+        if not title:
+            raise StoreError("a session's title cannot be empty; type a few words")
+        self._write("UPDATE sessions SET title = ? WHERE id = ?", (title, session_id))
+
+    def delete_session(self, session_id: str) -> None:
+        """The session and every node of it, in one transaction."""
+        try:
+            with self._transaction():
+                # Children before parents: nodes.parent_id references nodes(id).
+                self._conn.execute("DELETE FROM nodes WHERE session_id = ?", (session_id,))
+                self._conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+        except sqlite3.OperationalError as exc:
+            raise self._unwritable(self.path, exc) from None
+
+    def undo_step(self, session_id: str, node_ids: list[str], head_id: str | None, status: str) -> None:
+        """Take back one step: delete the nodes it made (leaves of the tree only, so nothing
+        else loses its parent) and put the head and status back, in one transaction."""
+        try:
+            with self._transaction():
+                going = set(node_ids)
+                for nid in node_ids:
+                    children = self._conn.execute("SELECT id FROM nodes WHERE parent_id = ?", (nid,)).fetchall()
+                    if any(row[0] not in going for row in children):
+                        raise StoreError("that step has work built on it since; branch from an earlier draft instead")
+                for nid in sorted(node_ids, key=self._seq, reverse=True):
+                    self._conn.execute("DELETE FROM nodes WHERE id = ? AND session_id = ?", (nid, session_id))
+                self._conn.execute("UPDATE sessions SET head_id = ?, status = ?, updated_at = ? WHERE id = ?",
+                                   (head_id, status, _now(), session_id))
+        except sqlite3.OperationalError as exc:
+            raise self._unwritable(self.path, exc) from None
+
+    def _seq(self, node_id: str) -> int:
+        row = self._conn.execute("SELECT seq FROM nodes WHERE id = ?", (node_id,)).fetchone()
+        return row[0] if row else 0
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -358,11 +416,20 @@ class SessionStore:
             id=row["id"], title=row["title"], mode=row["mode"], status=row["status"],
             head_id=row["head_id"], target_rounds=row["target_rounds"], models=json.loads(row["models"]),
             created_at=row["created_at"], updated_at=row["updated_at"], draft_count=row["drafts"],
+            origin=row["origin"], current_draft=row["current_draft"] if "current_draft" in row.keys() else "",
         )
 
     def list_sessions(self) -> list[SessionRecord]:
+        """Every session, newest first, each with the text of its current draft."""
         rows = self._conn.execute(
-            "SELECT s.*, (SELECT COUNT(*) FROM nodes n WHERE n.session_id = s.id AND n.kind = 'draft') AS drafts"
+            # Walk up from each head to the nearest draft: the draft the session is on now.
+            "WITH RECURSIVE up(sid, id, parent_id, kind, text) AS ("
+            " SELECT s.id, n.id, n.parent_id, n.kind, n.text FROM sessions s JOIN nodes n ON n.id = s.head_id"
+            " UNION ALL"
+            " SELECT up.sid, n.id, n.parent_id, n.kind, n.text FROM up JOIN nodes n ON n.id = up.parent_id"
+            " WHERE up.kind != 'draft')"
+            " SELECT s.*, (SELECT COUNT(*) FROM nodes n WHERE n.session_id = s.id AND n.kind = 'draft') AS drafts,"
+            " COALESCE((SELECT text FROM up WHERE up.sid = s.id AND up.kind = 'draft'), '') AS current_draft"
             " FROM sessions s ORDER BY s.updated_at DESC, s.rowid DESC"
         ).fetchall()
         return [self._record(r) for r in rows]

@@ -48,12 +48,13 @@ class Studio:
         return starter_notice(self.choices)
 
     def start(
-        self, mode: str, text: str, rounds: int | None = None, on_event: Callable[[Event], None] | None = None
+        self, mode: str, text: str, rounds: int | None = None, on_event: Callable[[Event], None] | None = None,
+        origin: str = "app",
     ) -> WorkshopSession:
         return WorkshopSession.start(
             self.store, self.engine, mode=mode, text=text,
             rounds=rounds or self.settings.inference.session.rounds,
-            max_tokens=self.settings.inference.max_tokens, on_event=on_event,
+            max_tokens=self.settings.inference.max_tokens, on_event=on_event, origin=origin,
         )
 
     def resume(self, session_id: str, on_event: Callable[[Event], None] | None = None) -> WorkshopSession:

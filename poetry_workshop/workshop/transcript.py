@@ -23,11 +23,32 @@ _HEADINGS = {
 }
 
 
+def cut_at(node: Node) -> int | None:
+    """The token count a generated node was cut at by its max_tokens limit, else None."""
+    stats = node.meta.get("stats") or {}
+    if stats.get("finish_reason") == "length" and not node.meta.get("stopped"):
+        return int(stats.get("generated_tokens", 0))
+    return None
+
+
+def cut_note(node: Node) -> str | None:
+    """"(cut at N tokens)" and the way on, for a node that hit its length limit."""
+    tokens = cut_at(node)
+    if tokens is None:
+        return None
+    limit = "draft" if node.kind == "draft" else node.kind
+    again = "r revises again" if node.kind == "draft" else "c asks for another" if node.kind == "critique" else ""
+    way = f"raise `{limit}` under [inference_config.max_tokens] in your config" + (f", or {again}" if again else "")
+    return f"(cut at {tokens} tokens: {way})"
+
+
 def _heading(node: Node, draft_number: int) -> str:
     label = _HEADINGS.get((node.kind, node.author), node.kind.capitalize())
     label = label.format(n=draft_number)
     if node.meta.get("stopped"):
         label += " — stopped"
+    if (tokens := cut_at(node)) is not None:
+        label += f" — cut at {tokens} tokens"
     return label
 
 
@@ -51,6 +72,8 @@ def to_markdown(record: SessionRecord, tree: RevisionTree) -> str:
             lines += ["```text", node.text, "```"]
         else:
             lines.append(node.text)
+        if (note := cut_note(node)) is not None:
+            lines += ["", f"_{note}_"]
         others = [c for c in tree.children(node.id) if c not in path]
         if others:
             lines += ["", f"_{len(others)} other branch(es) from here: " + ", ".join(f"`{c.id}`" for c in others) + "_"]

@@ -8,7 +8,7 @@ from poetry_workshop.errors import GenerationError
 from poetry_workshop.tui.app import create_app
 from poetry_workshop.tui.help_screen import HelpScreen
 from poetry_workshop.tui.start_screen import StartScreen
-from poetry_workshop.tui.widgets import QUOTED, PoemArea
+from poetry_workshop.tui.widgets import QUOTED, HistoryTree, PoemArea
 from poetry_workshop.tui.workshop_screen import WorkshopScreen
 from tests.fakes.scripted_backend import ScriptedBackend
 from tests.support.studio import CRITIQUE, make_studio, settle
@@ -49,8 +49,9 @@ async def test_write_flow_shows_poem_critique_history_and_highlights_quotes(stud
         assert screen.query_one("#critique").source == CRITIQUE
         assert {(s.row, s.start, s.end) for s in poem.quoted} == {(0, 0, 16), (1, 0, 19)}
         assert any(h[2] == QUOTED for h in poem._highlights[0])
-        labels = [str(n.label) for n in screen.query_one("#history").root.children]
-        assert labels == ["Request", "Brief", "Draft 1 · Poet", "Critique"]
+        history = screen.query_one("#history").root.children
+        assert [str(n.label) for n in history] == ["Request", "Brief", "Draft 1 · Poet"]
+        assert [str(n.label) for n in history[2].children] == ["Critique"]  # under the draft it is about
         status = str(screen.query_one("#status").render())
         assert "starter model — train your own" in status and "educator context" in status
 
@@ -118,26 +119,75 @@ async def test_ask_answers_in_the_critique_pane(studio):
         await pilot.press(*"what is enjambment?", "enter")
         await settle(pilot)
         assert app.screen is screen
-        assert screen.query_one("#critique").source.startswith("Enjambment carries")
+        source = screen.query_one("#critique").source
+        assert source.startswith("**Question:** what is enjambment?") and "**Answer:** Enjambment carries" in source
         assert screen.query_one("#critique-scroll").border_title == "Answer"
 
 
-async def test_branch_from_draft_one_makes_a_sibling(studio):
+async def test_branch_from_draft_one_shows_at_once_and_a_second_critique_is_no_branch(studio):
     app = create_app(studio)
     async with app.run_test(size=(80, 24)) as pilot:
         screen, tree, first_draft = await revised_and_selected(app, pilot, 0)
         assert screen.query_one(PoemArea).text == first_draft.text  # selecting shows that draft
+        assert CRITIQUE in screen.query_one("#critique").source  # ... and its critique
         await pilot.press("b")
         await pilot.pause()
         assert screen.session.record.head_id == first_draft.id
+        draft_item = tree.root.children[2]
+        assert HistoryTree.PENDING in [str(n.label) for n in draft_item.children]  # the branch shows at once
         await pilot.press("c")
         await settle(pilot)
-        assert len(screen.session.tree.children(first_draft.id)) == 2  # two critiques: a branch
+        assert len(screen.session.tree.children(first_draft.id)) == 2  # two critiques of draft 1
         labels = [str(n.label) for n in tree.root.children]
-        assert labels[:3] == ["Request", "Brief", "Draft 1 · Poet"]
-        branches = tree.root.children[2].children
-        assert [str(b.label) for b in branches] == ["Branch 1", "Branch 2"]  # the branch point shows both lines
-        assert [str(n.label) for n in branches[1].children] == ["Critique"]
+        assert labels == ["Request", "Brief", "Draft 1 · Poet", "Draft 2 · Poet"]  # no "Branch N" for a critique
+        assert [str(n.label) for n in tree.root.children[2].children] == ["Critique", "Critique"]
+
+
+async def test_tree_shape_after_c_c_k_r_b(studio):
+    app = create_app(studio)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await start_request(app, pilot)
+        await pilot.press("c")
+        await settle(pilot)
+        await pilot.press("c")
+        await settle(pilot)
+        await pilot.press("k")
+        await pilot.pause()
+        await pilot.press(*"why the mud?", "enter")
+        await settle(pilot)
+        await pilot.press("r")
+        await settle(pilot)
+        tree = screen.query_one(HistoryTree)
+
+        def shape(node) -> list:
+            return [(str(c.label), shape(c)) if c.children else str(c.label) for c in node.children]
+
+        assert shape(tree.root) == [
+            "Request", "Brief",
+            ("Draft 1 · Poet", ["Critique", "Critique", "Critique", "Question: why the mud?", "Answer"]),
+            ("Draft 2 · Poet", ["Follow-up"]),
+        ]
+        # Branch from draft 1's first critique, then revise from it: draft 3 is a branch of draft 1.
+        first_critique = tree.root.children[2].children[0]
+        tree.move_cursor(first_critique)
+        await pilot.pause()
+        await pilot.press("b")
+        await pilot.pause()
+        assert HistoryTree.PENDING in [str(n.label) for n in tree.root.children[2].children]
+        await pilot.press("r")
+        await settle(pilot)
+        assert shape(tree.root) == [
+            "Request", "Brief",
+            ("Draft 1 · Poet", ["Critique", "Critique", "Critique", "Question: why the mud?", "Answer",
+                                ("⑂ Branch 2 from draft 1", [("Draft 3 · Poet", ["Follow-up"])])]),
+            ("Draft 2 · Poet", ["Follow-up"]),
+        ]
+        # Selecting the answer shows its question with it.
+        answer = tree.root.children[2].children[4]
+        tree.move_cursor(answer)
+        await pilot.pause()
+        source = screen.query_one("#critique").source
+        assert "**Question:** why the mud?" in source and "Enjambment carries" in source
 
 
 async def test_selecting_a_later_draft_shows_a_line_diff(studio):
