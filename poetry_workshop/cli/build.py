@@ -50,8 +50,12 @@ class ExportCommand(Command):
             "export", help="merge, convert to GGUF, quantize, validate and publish a trained model",
             description="Merge the trained adapter into its base, convert it with llama.cpp's pinned converter, "
             "quantize it (Q4_K_M by default), validate it and publish it with a manifest under models/. "
-            "Without a role, exports both that have an adapter.")
+            "Without a role, exports both that have an adapter. With --adapter, publishes the role as a LoRA adapter "
+            "GGUF (models/ROLE.lora.gguf) beside one base GGUF that both roles share when trained on the same base.")
         export.add_argument("role", nargs="?", choices=ROLES)
+        export.add_argument("--adapter", action="store_true",
+                            help="publish base + adapter instead of a merged model: two roles on one base share its "
+                            "memory (runs on this machine)")
         add_backend(export)
         return export
 
@@ -179,11 +183,27 @@ def cmd_export(args) -> int:
         roles = [r for r in ROLES if (checkpoints_dir(r) / "adapter").is_dir()]
     if not roles:
         raise ConfigError("no trained adapter to export; run `workshop train educator` (or poet) first")
+    if getattr(args, "adapter", False):
+        return _export_adapters(args, settings, roles)
     with open_backend(args.backend, settings, _layers(args), _log) as backend:
         for role in roles:
             gguf = backend.export(role)
             print(f"{role}: published {gguf} (manifest {gguf.name}.json); use it with "
                   f"`workshop --{role} {gguf}` or set [inference_config.models] {role} in your config")
+    return ExitCode.OK
+
+
+def _export_adapters(args, settings, roles) -> int:
+    from poetry_workshop.pipeline.training.adapter_export import export_adapter
+
+    if args.backend != "local":
+        raise ConfigError("--adapter exports on this machine, from an adapter trained here: drop --backend modal "
+                          "(a Modal export publishes a merged model)")
+    for role in roles:
+        done = export_adapter(role, settings, log=lambda m, role=role: _log(f"{role}: {m}"))
+        base = "the published base, reused" if done.base_reused else "a new base"
+        print(f"{role}: published {done.adapter} on {done.base} ({base}; manifest {done.manifest.name}); "
+              f"use it with `{done.use_command(role)}`")
     return ExitCode.OK
 
 

@@ -4,6 +4,7 @@ this machine, the catalogue, fetching one (`get`), choosing one (`use`), and the
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from poetry_workshop import locations
 from poetry_workshop.cli.command import Command
@@ -35,12 +36,16 @@ class ModelsCommand(Command):
                              "and the GGUF against the app's own checks before it is kept. A gated repository "
                              "needs `huggingface-cli login` or HF_TOKEN. HF_ENDPOINT points at another hub.")
         get.add_argument("reference", metavar="NAME", help="a catalogue name or OWNER/REPO/FILE.gguf")
-        use = sub.add_parser("use", help="make a model a role's model, in your user config",
+        use = sub.add_parser("use", help="make a model (or base + adapter) a role's model, in your user config",
                              description="Check the model and write it to your user config, so the app and every "
-                             "command use it from then on. `starter` goes back to the starter model.")
+                             "command use it from then on. `starter` goes back to the starter model. With --adapter, "
+                             "the model is a base and FILE a LoRA adapter GGUF for it (`workshop export ROLE --adapter` "
+                             "writes both): two roles on one base file share its memory. Without it, the role has no "
+                             "adapter.")
         use.add_argument("role", choices=ROLES)
         use.add_argument("reference", metavar="NAME|PATH",
                          help="a path, a catalogue name already fetched, a name from `workshop models`, or starter")
+        use.add_argument("--adapter", metavar="FILE", help="a LoRA adapter GGUF applied to that model")
         return p
 
     def run(self, args) -> int:
@@ -51,10 +56,10 @@ class ModelsCommand(Command):
     def _list(self, args) -> int:
         from poetry_workshop.config.loader import load_settings
         from poetry_workshop.inference.model_choice import choose_models, starter_notice
-        from poetry_workshop.inference.model_list import model_rows, not_downloaded
+        from poetry_workshop.inference.model_list import adapter_row, model_rows, not_downloaded
 
         settings = load_settings(args.config)
-        choices = choose_models(settings, args.educator, args.poet)
+        choices = choose_models(settings, args.educator, args.poet, check_adapters=False)  # a problem is a row
         rows = model_rows(settings, choices)
         status = ExitCode.OK
         print(f"{'role':<9} {'file':<48} {'size':>9}  {'arch':<10} {'quant':<7} {'template':<10} {'ctx':>5} "
@@ -68,6 +73,11 @@ class ModelsCommand(Command):
             print(f"{role:<9} {str(choice.path):<48} {human_size(row.info.size_bytes):>9}  {row.info.architecture:<10} "
                   f"{row.info.quantization:<7} {row.info.template_family:<10} {row.context:>5} {row.thinking:<5} "
                   f"{row.fits_label:<4} {choice.source}")
+            if choice.adapter is not None:
+                adapter = adapter_row(choice)
+                if adapter.info is None:
+                    status = ExitCode.USAGE
+                print(f"{'':<9} + adapter {adapter.describe(human_size)}")
         print(f"\nmodels here ({len(rows)}; `workshop models use educator|poet NAME` chooses one):")
         print(f"{'name':<44} {'source':<9} {'role':<13} {'size':>7} {'quant':<7} {'template':<10} {'ctx':>5} "
               f"{'think':<5} fits")
@@ -125,20 +135,29 @@ class ModelsCommand(Command):
     # ------------------------------------------------------------------ use
     def _use(self, args) -> int:
         from poetry_workshop.config.loader import load_settings, save_user_settings
-        from poetry_workshop.inference.gguf_file import read_gguf, require_chat_template
+        from poetry_workshop.inference.gguf_file import read_adapter, read_gguf, require_chat_template
         from poetry_workshop.inference.memory_fit import memory_fit
         from poetry_workshop.inference.model_choice import resolve_reference
 
         settings = load_settings(args.config)
         path = resolve_reference(args.reference)
-        if path is None:
-            saved = save_user_settings({"inference_config": {"models": {args.role: ""}}})
+        adapter_key = f"{args.role}_adapter"
+        if path is None and not args.adapter:
+            saved = save_user_settings({"inference_config": {"models": {args.role: "", adapter_key: ""}}})
             print(f"the {args.role.capitalize()} is the starter model again (saved to {saved})")
             return ExitCode.OK
-        info = read_gguf(path)  # the checks a model gets before it runs: nothing unusable is saved
+        if path is None:
+            path = locations.resolve_project_path(settings.inference.models.starter)
+        info = read_gguf(path, tensors=bool(args.adapter))  # the checks a model gets before it runs
         require_chat_template(info)
-        saved = save_user_settings({"inference_config": {"models": {args.role: str(path)}}})
-        print(f"the {args.role.capitalize()} is now {path} (saved to {saved})")
+        adapter = None
+        if args.adapter:
+            adapter = Path(args.adapter).expanduser().resolve()
+            read_adapter(adapter, info)  # nothing unusable is saved
+        saved = save_user_settings({"inference_config": {"models": {args.role: str(path),
+                                                                     adapter_key: str(adapter or "")}}})
+        with_adapter = f" with the adapter {adapter}" if adapter else ""
+        print(f"the {args.role.capitalize()} is now {path}{with_adapter} (saved to {saved})")
         if info.thinking.thinks:
             on = getattr(settings.inference.thinking, args.role)
             print(f"it is a thinking model; thinking is {'on' if on else 'off'} for the {args.role} "

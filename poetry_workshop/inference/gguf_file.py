@@ -1,4 +1,5 @@
-"""Reading a GGUF file's header: is it a GGUF at all, and what model is inside.
+"""Reading a GGUF file's header: is it a GGUF at all, what model is inside, and whether a
+LoRA adapter GGUF fits a base model.
 
 Checked before llama.cpp sees the file, because llama.cpp answers every problem with the
 same "Failed to load model" (and, without a chat template, silently chats in the llama-2
@@ -38,6 +39,12 @@ class GGUFInfo:
     version: int
     tensor_count: int
     metadata: dict[str, Any] = field(default_factory=dict)
+    tensors: dict[str, tuple[int, ...]] = field(default_factory=dict)  # name -> shape; read on request
+
+    @property
+    def kind(self) -> str:
+        """`model` or `adapter` (a LoRA adapter GGUF), as the converter wrote `general.type`."""
+        return str(self.metadata.get("general.type", "model"))
 
     @property
     def architecture(self) -> str:
@@ -126,8 +133,9 @@ class _Reader:
         raise ModelFileError(f"{self.path}: corrupt GGUF header (unknown value type {vtype})")
 
 
-def read_gguf(path: str | Path) -> GGUFInfo:
-    """Validate that `path` is a readable GGUF file and return its metadata.
+def read_gguf(path: str | Path, tensors: bool = False) -> GGUFInfo:
+    """Validate that `path` is a readable GGUF file and return its metadata (and, with
+    `tensors`, each tensor's name and shape, which follow the metadata: still no tensor data).
 
     Raises `ModelFileError` with the path and the fix for: a missing file, a folder, an
     empty file, a file that is not GGUF, a truncated or corrupt header.
@@ -168,9 +176,23 @@ def read_gguf(path: str | Path) -> GGUFInfo:
             key = reader.string()
             vtype = reader.scalar("<I")
             metadata[key] = reader.value(vtype, keep=key in _KEEP_ARRAYS)
+        shapes = _tensor_shapes(reader, tensor_count) if tensors else {}
     if tensor_count == 0:
         raise ModelFileError(f"{path}: the GGUF holds no tensors; it is not a model")
-    return GGUFInfo(path=path, size_bytes=size, version=version, tensor_count=tensor_count, metadata=metadata)
+    return GGUFInfo(path=path, size_bytes=size, version=version, tensor_count=tensor_count, metadata=metadata,
+                    tensors=shapes)
+
+
+def _tensor_shapes(reader: _Reader, count: int) -> dict[str, tuple[int, ...]]:
+    shapes = {}
+    for _ in range(count):
+        name = reader.string()
+        n_dims = reader.scalar("<I")
+        if n_dims > 8:
+            raise ModelFileError(f"{reader.path}: corrupt GGUF header (a tensor of {n_dims} dimensions)")
+        shapes[name] = tuple(reader.scalar("<Q") for _ in range(n_dims))
+        reader.read(12)  # its type (uint32) and data offset (uint64)
+    return shapes
 
 
 def require_chat_template(info: GGUFInfo) -> str:
@@ -181,3 +203,49 @@ def require_chat_template(info: GGUFInfo) -> str:
             "re-export it with its tokenizer's template, or choose another model"
         )
     return template
+
+
+ADAPTER_FIX = "give the LoRA adapter GGUF that `workshop export ROLE --adapter` writes (models/ROLE.lora.gguf)"
+
+
+def read_adapter(path: str | Path, base: GGUFInfo) -> GGUFInfo:
+    """Check that `path` is a LoRA adapter GGUF made for the model `base`, before llama.cpp
+    sees it: llama.cpp answers a wrong adapter with the same "failed to load" as a corrupt
+    model, naming neither file. Raises `ModelFileError` naming the adapter and the fix for:
+    not a GGUF, a full model given as an adapter, another kind of adapter, an adapter for
+    another architecture, and one trained on a base of another size (a tensor the base lacks
+    or whose shape differs)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        where = "is a folder" if path.is_dir() else "not found"
+        raise ModelFileError(f"{path}: adapter file {where}; {ADAPTER_FIX}")
+    with path.open("rb") as fh:
+        if fh.read(4) != MAGIC:
+            raise ModelFileError(f"{path}: not a GGUF file, so not a LoRA adapter; {ADAPTER_FIX}")
+    info = read_gguf(path, tensors=True)
+    if info.kind != "adapter":
+        raise ModelFileError(f"{path}: a full model (general.type '{info.kind}'), not a LoRA adapter; make it the "
+                             f"role's model instead (`workshop models use ROLE {path}`), or {ADAPTER_FIX}")
+    lora = info.metadata.get("adapter.type")
+    if lora != "lora":
+        raise ModelFileError(f"{path}: a '{lora}' adapter, not a LoRA adapter; {ADAPTER_FIX}")
+    if info.architecture != base.architecture:
+        raise ModelFileError(f"{path}: a LoRA adapter for the {info.architecture} architecture, but {base.path.name} "
+                             f"is {base.architecture}; give the base the adapter was exported with (its manifest, "
+                             f"{path.name}.json, names it)")
+    base_shapes = base.tensors or read_gguf(base.path, tensors=True).tensors
+    for name, shape in info.tensors.items():
+        target, _, part = name.rpartition(".")
+        if part not in ("lora_a", "lora_b"):
+            continue
+        # ggml lists the fastest dimension first: lora_a is (inputs, rank), lora_b (rank, outputs).
+        want = base_shapes.get(target)
+        got = shape[0] if part == "lora_a" else shape[1]
+        have = None if want is None else (want[0] if part == "lora_a" else want[1])
+        if have != got:
+            found = "has no such tensor" if want is None else f"has {'x'.join(map(str, want))}"
+            raise ModelFileError(f"{path}: trained on another base: its {target} needs "
+                                 f"{'inputs' if part == 'lora_a' else 'outputs'} of {got}, and {base.path.name} "
+                                 f"{found}; give the base the adapter was exported with (its manifest, "
+                                 f"{path.name}.json, names it)")
+    return info

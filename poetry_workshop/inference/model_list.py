@@ -3,7 +3,8 @@
 One row per file: the models serving the roles first, then every model discovered, each
 read from its GGUF header (size, quantization, template family, trained context, whether
 its template thinks) and weighed against this machine's memory at the configured n_ctx.
-A file that cannot be read is a row with its problem, not a failure of the whole list.
+A file that cannot be read is a row with its problem, not a failure of the whole list; so
+is a role's LoRA adapter that does not fit its base (`adapter_row`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from poetry_workshop.errors import WorkshopError
 from poetry_workshop.inference.catalogue import CATALOGUE, CatalogueEntry
 from poetry_workshop.inference.gguf_file import GGUFInfo, read_gguf
 from poetry_workshop.inference.memory_fit import MemoryFit, machine_memory, memory_fit
-from poetry_workshop.inference.model_choice import ModelChoice
+from poetry_workshop.inference.model_choice import ModelChoice, check_adapter
 from poetry_workshop.inference.model_discovery import FoundModel, discover
 
 
@@ -49,6 +50,30 @@ class ModelRow:
     def context(self) -> str:
         n = self.info.context_length if self.info else None
         return f"{n // 1024}k" if n and n >= 1024 else (str(n) if n else "-")
+
+
+@dataclass(frozen=True)
+class AdapterRow:
+    """A role's LoRA adapter GGUF under its model's row: what it is, or why it cannot be used."""
+
+    path: Path
+    info: GGUFInfo | None
+    problem: str = ""
+
+    def describe(self, size) -> str:
+        if self.info is None:
+            return f"{self.path}  problem: {self.problem}"
+        rank = next((shape[1] for name, shape in self.info.tensors.items() if name.endswith(".lora_a")), None)
+        alpha = self.info.metadata.get("adapter.lora.alpha")
+        shape = f"rank {rank}, alpha {alpha:g}" if rank and alpha is not None else "lora"
+        return f"{self.path}  {size(self.info.size_bytes)}  {self.info.architecture}, {shape}"
+
+
+def adapter_row(choice: ModelChoice) -> AdapterRow:
+    try:
+        return AdapterRow(choice.adapter, check_adapter(choice))
+    except WorkshopError as exc:
+        return AdapterRow(choice.adapter, None, str(exc).split(": ", 1)[-1])
 
 
 def _row(name: str, path: Path, source: str, roles: tuple[str, ...], settings, available: int) -> ModelRow:

@@ -15,6 +15,9 @@
 5. Publish the GGUF and a manifest (base, data hash, config, converter, quant, sha256) by
    rename (from another file system, such as the Modal container's own disk, by a copy under
    a temporary name and a rename), so `models/` never holds half a file.
+
+`adapter_export.py` publishes a role as a LoRA adapter GGUF beside one base GGUF instead;
+it shares the converter, the base as training changed it, validation and publishing here.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from poetry_workshop.pipeline.training.base_model import (
     seat_template_tokens,
 )
 
-CONVERTER_MEMBERS = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/")
+CONVERTER_MEMBERS = ("convert_hf_to_gguf.py", "convert_lora_to_gguf.py", "conversion/", "gguf-py/")
 # Real tokenizers and chat templates of the families a user trains on, from the same pinned
 # archive: the family tests build tiny models on them, and they are small (about 15 MB).
 REFERENCE_MEMBERS = ("models/ggml-vocab-llama-bpe.gguf", "models/ggml-vocab-qwen2.gguf",
@@ -73,7 +76,8 @@ def converter_dir(version: str) -> Path:
 def fetch_converter(version: str, sha256: str, log=lambda message: None) -> Path:
     """The pinned converter, unpacked once into the user folder; returns its folder."""
     target = converter_dir(version)
-    if (target / "convert_hf_to_gguf.py").is_file() and (target / REFERENCE_MEMBERS[0]).is_file():
+    # A folder unpacked by an older release of this module lacks the later members: fetch again.
+    if all((target / m).is_file() for m in ("convert_hf_to_gguf.py", "convert_lora_to_gguf.py", REFERENCE_MEMBERS[0])):
         return target
     log(f"fetching llama.cpp's converter from the llama-cpp-python {version} source distribution")
     with tempfile.TemporaryDirectory() as tmp:
@@ -101,7 +105,7 @@ def fetch_converter(version: str, sha256: str, log=lambda message: None) -> Path
         if not (work / "convert_hf_to_gguf.py").is_file():
             shutil.rmtree(work, ignore_errors=True)
             raise ExportError(f"{archive.name} holds no convert_hf_to_gguf.py under {prefix}")
-        if target.is_dir():  # unpacked by an older release without the reference members
+        if target.is_dir():  # unpacked by an older release without some of the members
             shutil.rmtree(target)
         os.replace(work, target)
     return target
@@ -115,20 +119,16 @@ def _mkdir(path: Path) -> Path:
 # ------------------------------------------------------------------------ the steps
 
 
-def merge(base_name: str, adapter: Path, out: Path, log=lambda message: None) -> dict:
-    """The merged model in bf16 (device.py), EOS set to the end-of-turn token."""
-    import torch
-    from peft import PeftModel
+def trained_base(base_name: str, adapter: Path, dtype, log=lambda message: None):
+    """The base as training left it, without the LoRA: the tokenizer training saved (its pad
+    token), the embeddings resized for an added pad token, a given template's tokens seated
+    and their trained rows put back. Returns (model, tokenizer)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from poetry_workshop.pipeline.training.chat_examples import end_of_turn_id
-    from poetry_workshop.pipeline.training.device import merge_dtype
 
     if not (adapter / "adapter_config.json").is_file():
         raise ConfigError(f"{adapter}: no trained adapter here; run `workshop train` first")
     quiet_transformers()
     base = resolve_base(base_name, log)
-    dtype = getattr(torch, merge_dtype())  # bf16 (fp16 where unsupported): half of fp32's memory
     tokenizer = AutoTokenizer.from_pretrained(str(adapter))  # carries the pad token training chose
     model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:  # training added a pad token
@@ -138,26 +138,52 @@ def merge(base_name: str, adapter: Path, out: Path, log=lambda message: None) ->
     if trained.get("seated_tokens"):  # as training did, for a base it gave a template
         seat_template_tokens(model, tokenizer, trained["seated_tokens"])
     load_template_rows(model, adapter)  # the template's rows as training left them
-    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    return model, tokenizer
+
+
+def end_turns_with_eos(model, tokenizer) -> dict:
+    """Make the template's end-of-turn token the EOS (tokenizer, config, generation config),
+    so llama.cpp stops where a trained turn ends."""
+    from poetry_workshop.pipeline.training.chat_examples import end_of_turn_id
+
     eot = end_of_turn_id(tokenizer)
     eot_text = tokenizer.convert_ids_to_tokens(eot)
     tokenizer.eos_token = eot_text
-    merged.config.eos_token_id = eot
-    if merged.generation_config is not None:
-        merged.generation_config.eos_token_id = eot
-        merged.generation_config.pad_token_id = tokenizer.pad_token_id
-    merged.save_pretrained(str(out), safe_serialization=True)
-    tokenizer.save_pretrained(str(out))
+    model.config.eos_token_id = eot
+    if model.generation_config is not None:
+        model.generation_config.eos_token_id = eot
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
     return {"end_of_turn_id": eot, "end_of_turn": eot_text}
 
 
+def merge(base_name: str, adapter: Path, out: Path, log=lambda message: None) -> dict:
+    """The merged model in bf16 (device.py), EOS set to the end-of-turn token."""
+    import torch
+    from peft import PeftModel
+
+    from poetry_workshop.pipeline.training.device import merge_dtype
+
+    dtype = getattr(torch, merge_dtype())  # bf16 (fp16 where unsupported): half of fp32's memory
+    model, tokenizer = trained_base(base_name, adapter, dtype, log)
+    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    info = end_turns_with_eos(merged, tokenizer)
+    merged.save_pretrained(str(out), safe_serialization=True)
+    tokenizer.save_pretrained(str(out))
+    return info
+
+
 def convert(converter: Path, merged: Path, out: Path) -> None:
+    run_converter(converter, "convert_hf_to_gguf.py", [str(merged), "--outfile", str(out), "--outtype", "f16"],
+                  merged, out)
+
+
+def run_converter(converter: Path, script: str, args: list[str], source: Path, out: Path) -> None:
+    """One of llama.cpp's pinned converter scripts, with its own gguf-py and conversion package."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(converter / "gguf-py"), str(converter)]))
-    done = subprocess.run([sys.executable, str(converter / "convert_hf_to_gguf.py"), str(merged),
-                           "--outfile", str(out), "--outtype", "f16"], capture_output=True, text=True, env=env)
+    done = subprocess.run([sys.executable, str(converter / script), *args], capture_output=True, text=True, env=env)
     if done.returncode != 0 or not out.is_file():
         tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
-        raise ExportError(f"llama.cpp's converter failed on {merged}: {tail}; nothing was published")
+        raise ExportError(f"llama.cpp's converter failed on {source} ({script}): {tail}; nothing was published")
 
 
 def quantize(source: Path, out: Path, kind: str) -> None:
@@ -176,10 +202,13 @@ def quantize(source: Path, out: Path, kind: str) -> None:
         raise ExportError(f"quantizing {source.name} to {kind} failed")
 
 
-def validate(gguf: Path, merged: Path, eot_id: int, system: str, sampling, max_tokens: int = 450) -> dict:
+def validate(gguf: Path, merged: Path, eot_id: int, system: str, sampling, max_tokens: int = 450,
+             adapter: Path | None = None) -> dict:
     """The checks a GGUF must pass before the app may use it, run through the app's own
     backend (its template rendering, stop tokens and reasoning filter) with thinking off, as
-    the model was trained; `system` and `sampling` are the role's own."""
+    the model was trained; `system` and `sampling` are the role's own. `merged` is a folder
+    with the tokenizer as exported; `adapter`, a LoRA adapter GGUF applied to `gguf` the way
+    the app applies it to a role's base."""
     from transformers import AutoTokenizer
 
     from poetry_workshop.config.schema import Runtime
@@ -200,7 +229,7 @@ def validate(gguf: Path, merged: Path, eot_id: int, system: str, sampling, max_t
                     {"role": "assistant", "content": "The turn in a sonnet."},
                     {"role": "user", "content": "And in free verse?"}]
     thread = InferenceThread()
-    backend = LlamaBackend(gguf, Runtime(n_ctx=2048, seed=7), thread, thinking=False)
+    backend = LlamaBackend(gguf, Runtime(n_ctx=2048, seed=7), thread, thinking=False, adapter=adapter)
     try:
         # What the app sends for a conversation, against what training rendered for it.
         gguf_ids = backend.prompt_tokens(conversation)
@@ -223,7 +252,8 @@ def validate(gguf: Path, merged: Path, eot_id: int, system: str, sampling, max_t
     result = {"eos_token_id": eos, "end_of_turn_id": eot_id, "template_matches": gguf_ids == train_ids,
               "golden": golden, "problems": problems}
     if problems:
-        raise ExportError(f"{gguf.name} failed validation, nothing published: " + "; ".join(problems))
+        tested = f"{gguf.name} with {adapter.name}" if adapter else gguf.name
+        raise ExportError(f"{tested} failed validation, nothing published: " + "; ".join(problems))
     return result
 
 
@@ -262,7 +292,7 @@ def published_is_current(role: str, settings) -> Path | None:
     return gguf if same and gguf.is_file() else None
 
 
-def _publish(source: Path, target: Path) -> None:
+def publish(source: Path, target: Path) -> None:
     """Into place by rename; from another file system (Modal's local disk to a volume) by a
     copy under a temporary name beside the target, then a rename."""
     try:
@@ -323,6 +353,6 @@ def export(role: str, settings, log=lambda message: None, work_root: Path | None
             "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         (work / f"{name}.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-        _publish(work / name, out_dir / name)  # the model first: a manifest never names a missing file
-        _publish(work / f"{name}.json", out_dir / f"{name}.json")
+        publish(work / name, out_dir / name)  # the model first: a manifest never names a missing file
+        publish(work / f"{name}.json", out_dir / f"{name}.json")
     return ExportResult(out_dir / name, out_dir / f"{name}.json", report)
