@@ -8,7 +8,8 @@ none does) and the stress, one mark a syllable (`/` stressed, `x` not, `?` unkno
 poem's lines, words and stanzas are the border's title, which sits on the poem pane's top
 border row and so takes no row from the alignment; the words CMUdict lacks are named in the
 border's subtitle. The measures are `verse.line_craft`'s, cached by line text, and a row
-is drawn once per (line, mark), so a redraw on each key press costs the changed line.
+is drawn once per (line, mark, width), so a redraw on each key press costs the changed
+line.
 
 `follow(poem_area)` keeps the rows beside the poem's lines as it scrolls and soft-wraps
 (a wrapped line's continuation rows are blank).
@@ -20,33 +21,46 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 from rich.markup import escape
-from rich.text import Text
+from rich.segment import Segment
+from rich.style import Style
+from textual.geometry import Region
+from textual.strip import Strip
 from textual.widgets import Static, TextArea
 
 from poetry_workshop.verse.line_craft import LineCraft, PoemCraft, poem_craft, quoted_rows
 
 QUOTED_MARK = "▌"
-_EMPTY = Text("")
 
 EXPLAINED = ("Each line: syllables (~ an estimate: a word CMUdict lacks), rhyme letter "
              "(dim: rhymes with no other line), stress (/ stressed, x unstressed, ? unknown); "
              "▌ a line the critique quotes.")
 
+_MARK = Style(bold=True, color="yellow")
+_ESTIMATE = Style(bold=True, color="red")
+_RHYMED = Style(bold=True, color="cyan")
+_UNRHYMED = Style(dim=True)
+_STRESS = Style(italic=True)
+
+
+def row_text(craft: LineCraft, quoted: bool) -> list[tuple[str, Style | None]]:
+    """One gutter row as (text, style) pieces: `▌ 8~ A  x/x/x/x/`; none for a blank line."""
+    if craft.blank:
+        return []
+    letter = f" {craft.rhyme:<2} " if craft.rhyme else "    "
+    return [(QUOTED_MARK if quoted else " ", _MARK), (f"{craft.syllables:>2}", None),
+            ("~" if craft.estimated else " ", _ESTIMATE),
+            (letter, _RHYMED if craft.rhymed else _UNRHYMED), (craft.stress.replace(" ", ""), _STRESS)]
+
 
 @lru_cache(maxsize=4096)
-def _row(craft: LineCraft, quoted: bool) -> Text:
-    """One gutter row; cached, since most rows are unchanged from one redraw to the next."""
-    if craft.blank:
-        return _EMPTY
-    row = Text(QUOTED_MARK if quoted else " ", style="bold yellow")
-    row.append(f"{craft.syllables:>2}")
-    row.append("~" if craft.estimated else " ", style="bold red")
-    if craft.rhyme:
-        row.append(f" {craft.rhyme:<2} ", style="bold cyan" if craft.rhymed else "dim")
-    else:
-        row.append("    ")
-    row.append(craft.stress.replace(" ", ""), style="italic")
-    return row
+def _strip(craft: LineCraft, quoted: bool, base: Style, width: int) -> Strip:
+    """One row drawn at `width`, cut with "…" if longer; cached, since most rows are the
+    same from one key press to the next."""
+    segments = [Segment(text, base + style if style else base) for text, style in row_text(craft, quoted)]
+    strip = Strip(segments)
+    if strip.cell_length > width > 0:
+        strip = Strip.join([strip.crop(0, width - 1), Strip([Segment("…", base)])])
+    return strip.extend_cell_length(width, base)
 
 
 def counts_title(craft: PoemCraft, width: int) -> str:
@@ -63,7 +77,10 @@ def counts_title(craft: PoemCraft, width: int) -> str:
 
 
 class CraftGutter(Static):
-    """The craft gutter widget; `show_poem` redraws it for a poem and its quoted passages."""
+    """The craft gutter widget; `show_poem` redraws it for a poem and its quoted passages.
+
+    A `Static` drawn line by line (Textual's line API, `render_line`): each row is a
+    cached strip, so a repaint costs a list lookup per row, not a layout of the text."""
 
     DEFAULT_CSS = """
     CraftGutter {
@@ -73,8 +90,6 @@ class CraftGutter(Static):
         border-title-color: $text-muted;
         border-subtitle-color: $error;
         padding: 0;
-        text-wrap: nowrap;
-        text-overflow: ellipsis;
     }
     """
 
@@ -85,7 +100,9 @@ class CraftGutter(Static):
         self.quoted: frozenset[int] = frozenset()
         self._area: TextArea | None = None
         self._top = 0
+        self._screen_rows: list[tuple[LineCraft, bool] | None] = []  # None: a continuation row
         self._shown: tuple | None = None
+        self._base, self._width = Style(), 0
         self.tooltip = EXPLAINED
 
     def on_mount(self) -> None:
@@ -123,7 +140,6 @@ class CraftGutter(Static):
             return None
 
     def on_resize(self) -> None:
-        self._shown = None  # the title's form depends on the width
         self._redraw()
 
     def _redraw(self) -> None:
@@ -132,15 +148,36 @@ class CraftGutter(Static):
         if key == self._shown:
             return  # a key that changed nothing here (a cursor move) costs no repaint
         self._shown = key
-        rows: list[Text] = []
+        screen_rows: list[tuple[LineCraft, bool] | None] = []
         for i, craft in enumerate(self.craft.rows):
-            rows.append(_row(craft, i in self.quoted))
+            screen_rows.append((craft, i in self.quoted))
             if heights is not None and heights[i] > 1:
-                rows.extend([_EMPTY] * (heights[i] - 1))
-        self.update(Text("\n").join(rows[self._top:]))
-        title_width = max(0, self.size.width - 4)  # the border's corners and a space each side
-        self.border_title = escape(counts_title(self.craft, title_width))
+                screen_rows.extend([None] * (heights[i] - 1))
+        before, after = self._screen_rows, screen_rows[self._top:]
+        self._screen_rows = after
+        if len(before) != len(after):
+            self.refresh()
+        else:
+            # Only the rows that changed are drawn again: typing changes one.
+            width = self.size.width
+            self.refresh(*(Region(0, y, width, 1) for y, (old, new) in enumerate(zip(before, after))
+                           if old != new))
+        title = escape(counts_title(self.craft, max(0, self.size.width - 4)))
         unknown = self.craft.unknown
-        self.border_subtitle = escape(f"~ not in CMUdict: {', '.join(unknown)}") if unknown else ""
-        tip = f"{counts_title(self.craft, 80)}\n{EXPLAINED}"
-        self.tooltip = f"{tip}\nNot in CMUdict (counted by spelling): {', '.join(unknown)}" if unknown else tip
+        subtitle = escape(f"~ not in CMUdict: {', '.join(unknown)}") if unknown else ""
+        if (title, subtitle) != (self.border_title, self.border_subtitle):
+            self.border_title, self.border_subtitle = title, subtitle
+            tip = f"{counts_title(self.craft, 80)}\n{EXPLAINED}"
+            self.tooltip = f"{tip}\nNot in CMUdict (counted by spelling): {', '.join(unknown)}" if unknown else tip
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # The widget's style and width are read once a repaint, not once a row.
+        self._base, self._width = self.rich_style, self.size.width
+        return super().render_lines(crop)
+
+    def render_line(self, y: int) -> Strip:
+        base, width = self._base, self._width
+        row = self._screen_rows[y] if y < len(self._screen_rows) else None
+        if row is None:
+            return Strip.blank(width, base)
+        return _strip(row[0], row[1], base, width)
