@@ -12,7 +12,9 @@ is drawn once per (line, mark, width), so a redraw on each key press costs the c
 line.
 
 `follow(poem_area)` keeps the rows beside the poem's lines as it scrolls and soft-wraps
-(a wrapped line's continuation rows are blank).
+(a wrapped line's continuation rows are blank); a gutter mounted in the same container as
+a `TextArea` follows it without being asked. For the wrapping to line up, `show_poem` is
+given the pane's own text (`area.text`), line for line.
 """
 
 from __future__ import annotations
@@ -106,6 +108,11 @@ class CraftGutter(Static):
         self.tooltip = EXPLAINED
 
     def on_mount(self) -> None:
+        if self._area is None and self.parent is not None:
+            # Beside a poem pane in the same container, the gutter follows it unasked.
+            area = next((w for w in self.parent.children if isinstance(w, TextArea)), None)
+            if area is not None:
+                self.follow(area)
         self._redraw()
 
     def show_poem(self, poem: str, quoted: Iterable[str] = ()) -> None:

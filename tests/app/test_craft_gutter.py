@@ -98,7 +98,7 @@ async def test_rows_follow_the_poem_pane_as_it_wraps_and_scrolls():
     app = GutterApp(with_poem=True)
     async with app.run_test(size=(80, 14)) as pilot:
         gutter, area = app.query_one(CraftGutter), app.query_one(PoemArea)
-        gutter.follow(area)
+        # Mounted beside the pane, the gutter follows it without `follow` being called.
         area.show(poem)
         gutter.show_poem(area.text)
         await pilot.pause()
