@@ -1,15 +1,15 @@
 """A poem's craft, line by line: syllables, stress pattern and rhyme letter, and its counts.
 
 What the workshop's craft gutter shows beside the poem. Everything comes from CMUdict,
-read through `poem_metrics` (its table, its word splitting, its rhyme key), so the gutter
-and the quality gate hear a poem the same way.
+read through `poem_metrics` (its table, its syllable estimate, its rhyme key), so the
+gutter and the quality gate hear a poem the same way.
 
 Stress, one mark a syllable: `/` stressed, `x` unstressed, `?` not known. CMUdict marks
 each vowel 1 (primary), 2 (secondary) or 0 (none), and a reader hears less than that:
 
 - in a word of two or more syllables, primary is `/` and none is `x`; a secondary stress
-  is `/` unless a syllable next to it in the word has the primary ("dayDREAM" keeps both,
-  "INtuITION" keeps both, but "LOVE-ly" style neighbours of a primary fall to `x`);
+  is `/` unless a syllable next to it in the word has the primary, which takes the beat
+  from it ("understand" AH2 .. ER0 .. AE1 is `/ x /`, "daydream" EY1 .. IY2 is `/ x`);
 - a one-syllable word is `/`, except a function word (article, pronoun, preposition,
   conjunction, auxiliary; `FUNCTION_WORDS`), which is `x`: CMUdict gives "to", "of",
   "his" a primary stress because it transcribes each word said alone;
@@ -20,17 +20,19 @@ each vowel 1 (primary), 2 (secondary) or 0 (none), and a reader hears less than 
   syllable (the line's end carries a beat: "the VILlage THOUGH");
 - demotion, the converse: a stressed one-syllable word between two stressed syllables
   gives up its beat (`/ / /` -> `/ x /`: "his WOODS fill UP with SNOW").
-Each rule reads the marks before any rule ran and leaves two neighbours unchanged.
+Both rules read the marks as they were before either ran, and never change two
+neighbouring syllables.
 
 A word CMUdict lacks is never guessed silently: its syllables are estimated from the
 spelling (`estimate_syllables`), its stresses are `?`, and the line names the word
 (`LineCraft.unknown`) and says its count is an estimate (`LineCraft.estimated`).
 
 Rhyme letters: the first line with a new end sound gets the next letter (A, B, ... Z,
-then AA, AB, ...); a later line with the same sound (`poem_metrics.rhyme_key`, the sound
-from the last stressed vowel on, with the vowels CMUdict tells apart before R merged as
-a reader hears them rhyme: "here"/"queer", "poor"/"tour"; `end_sound`) gets that letter, across stanza breaks, and a repeated
-end word rhymes with itself, as Frost's "sleep"/"sleep" (DDDD). A line that rhymes with
+then AA, AB, ...); a later line with the same sound gets that letter, across stanza
+breaks, and a repeated end word rhymes with itself, as Frost's "sleep"/"sleep" (DDDD).
+The sound (`end_sound`) is `poem_metrics.rhyme_key`, from the last stressed vowel on,
+with the vowels CMUdict tells apart before R merged as the ear merges them ("here" IY R
+and "queer" IH R, "poor" UW R and "tour" UH R). A line that rhymes with
 no other line still gets its own letter, as rhyme schemes are written (Frost's AABA: B
 rhymes nowhere in its stanza, only later), and `LineCraft.rhymed` says whether it has a
 partner anywhere in the poem, so a display can set the unrhymed apart.
@@ -50,18 +52,22 @@ STRESSED, UNSTRESSED, UNKNOWN = "/", "x", "?"
 
 # One-syllable words a reader does not stress in running speech, whatever CMUdict says of
 # the word alone: articles, personal and relative pronouns, prepositions, conjunctions,
-# auxiliaries and the copula. Content words (nouns, verbs, adjectives, most adverbs),
-# "not" (which carries meaning) and "up", "out", "off", "down" (more often a verb's
-# stressed particle, "fill UP", than a preposition) are left stressed.
+# auxiliaries and the copula, and their contractions ("it's", "we'll"). Content words
+# (nouns, verbs, adjectives, most adverbs), "not" and the negative contractions ("don't":
+# they carry the meaning) and "up", "out", "off", "down" (more often a verb's stressed
+# particle, "fill UP", than a preposition) are left stressed.
 FUNCTION_WORDS = frozenset("""
 a an the
 i me my mine you your yours he him his she her hers it its we us our ours they them their
 thee thou thy thine ye who whom whose which what that this these those
-at by for from in into of on onto to with as than
+at by for from in into of on onto to with as than o'er
 and but or nor so yet if though while
 am is are was were be been being do does did has have had shall should will would
-can could may might must 's 'll 'd 're 've 'm
+can could may might must
 there
+i'm i'd i'll i've you're you'd you'll you've he's he'd he'll she's she'd she'll
+it's it'd it'll we're we'd we'll we've they're they'd they'll they've
+that's there's who's what's
 """.split())
 
 
@@ -153,10 +159,12 @@ _SOUNDED_ES = ("ses", "zes", "ces", "ges", "ches", "shes", "xes")
 def estimate_syllables(word: str) -> int:
     """Syllables of a word CMUdict lacks, by spelling: `poem_metrics.syllables` (vowel
     groups, a silent final e), after an ending that adds no syllable is cut ("toves" is
-    read as "tove", "jumped" as "jumpe"); a number, one a digit (a rough reading, flagged
-    like any estimate)."""
+    read as "tove", "jumped" as "jumpe") and an apostrophe inside the word is read as the
+    elided vowel it stands for ("o'er", "heav'n", "ev'ry": one, one, two); a number, one
+    a digit (a rough reading, flagged like any estimate)."""
     if word.isdigit():
         return len(word)
+    word = word.replace("'", "")
     if word.endswith("es") and len(word) > 3 and not word.endswith(_SOUNDED_ES):
         word = word[:-1]
     elif word.endswith("ed") and len(word) > 3 and not word.endswith(("ted", "ded")):

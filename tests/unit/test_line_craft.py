@@ -82,6 +82,8 @@ def test_the_readers_rules_each_change_what_cmudict_gives():
     # Function words are x though CMUdict stresses "to", "of", "his" said alone.
     assert word_sound("his").stresses == ("1",)
     assert line_craft("of his house").stress == "x x /"
+    # So are their contractions; a negative one keeps its stress.
+    assert line_craft("it’s time").stress == "x /" and line_craft("don’t go").stress == "/ /"
 
 
 def test_secondary_stress_is_heard_unless_it_leans_on_the_primary():
@@ -102,6 +104,13 @@ def test_a_word_cmudict_lacks_is_named_and_its_count_marked_an_estimate():
     assert row.stress.split() == ["x", "?", "?", "/", "x", "?", "?", "?"]
     craft = poem_craft("The zorgle sang\n\nof brillig zorgle")
     assert craft.unknown == ("zorgle", "brillig")
+
+
+def test_an_elided_vowel_is_counted_as_the_poet_elides_it():
+    # Poetic contractions are not in CMUdict: flagged, and counted as the apostrophe says.
+    row = line_craft("O’er the heav’n of ev’ry hill")
+    assert row.unknown == ("o'er", "heav'n", "ev'ry")
+    assert row.syllables == 1 + 1 + 1 + 1 + 2 + 1
 
 
 def test_numbers_are_words_and_flagged():
