@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+
+from rich.console import Console, Group
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -26,20 +30,29 @@ def shown_key(keys: str) -> str:
     return " or ".join(out)
 
 
-def help_text(keymap: dict[str, str]) -> Text:
-    """The whole help as plain styled text: nothing in it is read as markup (`[keys]` stays)."""
-    text = Text()
-    text.append("Poetry Workshop — keys\n", style="bold")
+def help_text(keymap: dict[str, str]) -> Group:
+    """The whole help, a table per screen; built from Text, so nothing in it is read as
+    markup (`[keys]` stays as written)."""
+    parts: list = [Text("Poetry Workshop — keys", style="bold")]
     for heading, actions in KEY_GROUPS:
-        text.append(f"\n{heading}\n", style="bold underline")
+        parts.append(Text(f"\n{heading}", style="bold underline"))
+        table = Table(box=None, show_header=False, padding=(0, 1), expand=True)
+        table.add_column(width=12, no_wrap=True, style="bold")
+        table.add_column(ratio=1)
         for action in actions:
-            text.append(f"  {shown_key(keymap.get(action.id, action.key)):<16}", style="bold")
-            text.append(f" {action.help}\n")
-    text.append("\nEvery workshop key is also in the command palette (Ctrl+P).\n")
-    text.append("Remap keys in config/app.toml under [keys], by id, for example revise = \"ctrl+r\". The ids: ")
-    text.append(", ".join(a.id for a in ALL_KEYS) + ".\n")
-    text.append("\nEsc closes this screen.")
-    return text
+            table.add_row(Text(shown_key(keymap.get(action.id, action.key))), Text(action.help))
+        parts.append(table)
+    parts.append(Text("\nEvery workshop key is also in the command palette (Ctrl+P).\n"
+                      "Remap keys in config/app.toml under [keys], by id, for example revise = \"ctrl+r\". The ids: "
+                      + ", ".join(a.id for a in ALL_KEYS) + ".\n\nEsc closes this screen."))
+    return Group(*parts)
+
+
+def plain_help(keymap: dict[str, str], width: int = 100) -> str:
+    """The help as plain text (for tests and anyone reading it outside the app)."""
+    console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+    console.print(help_text(keymap))
+    return console.export_text()
 
 
 class HelpScreen(ModalScreen[None]):

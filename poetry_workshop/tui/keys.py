@@ -27,7 +27,8 @@ WORKSHOP_KEYS = [
     KeyAction("critique", "c", "critique", "Critique", "the Educator critiques the current draft (again)"),
     KeyAction("edit", "e", "edit", "Edit", "edit the poem yourself; Ctrl+S saves it as a new draft, Esc cancels"),
     KeyAction("save_edit", "ctrl+s", "save_edit", "Save", "save your edit as a new draft", show=False),
-    KeyAction("ask", "k", "ask", "Ask", "ask the Educator a craft question (answered as a short lesson)"),
+    KeyAction("ask", "k", "ask", "Ask", "ask the Educator a craft question (answered as a short lesson)",
+              show=False),
     KeyAction("branch", "b", "branch", "Branch", "continue from the entry selected in the history"),
     KeyAction("accept", "a", "accept", "Accept", "mark the current draft as the final poem"),
     KeyAction("stop", "escape", "stop", "Stop", "stop generating (keeps the partial text, marked stopped)"),
@@ -36,7 +37,8 @@ WORKSHOP_KEYS = [
               show=False),
     KeyAction("copy", "y", "copy", "Copy", "copy the current poem to the clipboard"),
     KeyAction("auto", "o", "auto", "Auto", "run several revise/critique rounds unattended (Esc stops)"),
-    KeyAction("gutter", "l", "gutter", "Lines", "show or hide the craft gutter: syllables, stress and rhyme per line"),
+    KeyAction("gutter", "l", "gutter", "Lines", "show or hide the craft gutter: syllables, stress and rhyme per line",
+              show=False),
     KeyAction("undo", "u", "undo", "Undo", "take back the last step: a new draft, an edit or an accept", show=False),
 ]
 

@@ -108,8 +108,16 @@ class HistoryTree(Tree[str]):
             self.root.add(Text(self.PENDING, style="italic"), data=None)
         for draft in history.next_drafts(None):
             line(self.root, draft)
+        self._leaves_as_leaves(self.root)
         if highlight_line is not None:
             self.call_after_refresh(self.move_cursor, highlight_line)
+
+
+    def _leaves_as_leaves(self, parent) -> None:
+        """No expand arrow on an entry with nothing under it."""
+        for child in parent.children:
+            child.allow_expand = bool(child.children)
+            self._leaves_as_leaves(child)
 
 
 class DraftHistory:

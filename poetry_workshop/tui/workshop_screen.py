@@ -127,7 +127,7 @@ class WorkshopScreen(Screen):
             with VerticalScroll(id="critique-scroll"):
                 yield Markdown("", id="critique")
         yield StatusBar(self._models_text(), id="status")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def _models_text(self) -> str:
         # Short enough for an 80-column status bar next to activity, speed and context.

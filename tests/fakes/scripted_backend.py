@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,10 +14,15 @@ from poetry_workshop.inference.llama_backend import Completion, GenerationStats
 class ScriptedBackend:
     """A test double of `ChatBackend`: replays queued replies, records what it was sent.
 
-    Token counts are words, so context-fitting logic can be tested with small numbers."""
+    Token counts are words, so context-fitting logic can be tested with small numbers.
+    `token_delay_s` makes it a slow model (each word takes that long, like a real model on a
+    small machine); `max_tokens` is honoured as llama.cpp does, ending with finish "length".
+    Like the real backend, a cancel is checked before each word is accepted."""
 
-    def __init__(self, replies: list[str | Exception] | Callable[[list[dict]], str], n_ctx: int = 4096):
+    def __init__(self, replies: list[str | Exception] | Callable[[list[dict]], str], n_ctx: int = 4096,
+                 token_delay_s: float = 0.0):
         self.path = Path("scripted.gguf")
+        self.token_delay_s = token_delay_s
         self._replies = replies
         self._n_ctx = n_ctx
         self.calls: list[list[dict]] = []
@@ -48,13 +54,18 @@ class ScriptedBackend:
         emitted = []
         finish = "stop"
         for word in reply.split(" "):
+            if self.token_delay_s:
+                time.sleep(self.token_delay_s)
+            if cancel is not None and cancel.is_set():
+                finish = "cancelled"
+                break
+            if len(emitted) >= max_tokens:
+                finish = "length"
+                break
             piece = word if not emitted else " " + word
             emitted.append(piece)
             if on_text:
                 on_text(piece)
-            if cancel is not None and cancel.is_set():
-                finish = "cancelled"
-                break
         text = "".join(emitted)
         stats = GenerationStats(
             prompt_tokens=self.count_tokens(messages), evaluated_tokens=self.count_tokens(messages[-1:]),
