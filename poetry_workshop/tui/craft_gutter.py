@@ -37,28 +37,27 @@ EXPLAINED = ("Each line: syllables (~ an estimate: a word CMUdict lacks), rhyme 
              "(dim: rhymes with no other line), stress (/ stressed, x unstressed, ? unknown); "
              "▌ a line the critique quotes.")
 
-_MARK = Style(bold=True, color="yellow")
-_ESTIMATE = Style(bold=True, color="red")
-_RHYMED = Style(bold=True, color="cyan")
-_UNRHYMED = Style(dim=True)
-_STRESS = Style(italic=True)
+# The parts of a row, styled from the theme (DEFAULT_CSS) as component classes.
+PARTS = ("quoted", "estimate", "rhymed", "unrhymed", "stress")
 
 
-def row_text(craft: LineCraft, quoted: bool) -> list[tuple[str, Style | None]]:
-    """One gutter row as (text, style) pieces: `▌ 8~ A  x/x/x/x/`; none for a blank line."""
+def row_text(craft: LineCraft, quoted: bool) -> list[tuple[str, str]]:
+    """One gutter row as (text, part) pieces: `▌ 8~ A  x/x/x/x/`; none for a blank line.
+    A part of "" takes the widget's own style."""
     if craft.blank:
         return []
     letter = f" {craft.rhyme:<2} " if craft.rhyme else "    "
-    return [(QUOTED_MARK if quoted else " ", _MARK), (f"{craft.syllables:>2}", None),
-            ("~" if craft.estimated else " ", _ESTIMATE),
-            (letter, _RHYMED if craft.rhymed else _UNRHYMED), (craft.stress.replace(" ", ""), _STRESS)]
+    return [(QUOTED_MARK if quoted else " ", "quoted"), (f"{craft.syllables:>2}", ""),
+            ("~" if craft.estimated else " ", "estimate"),
+            (letter, "rhymed" if craft.rhymed else "unrhymed"), (craft.stress.replace(" ", ""), "stress")]
 
 
 @lru_cache(maxsize=4096)
-def _strip(craft: LineCraft, quoted: bool, base: Style, width: int) -> Strip:
-    """One row drawn at `width`, cut with "…" if longer; cached, since most rows are the
-    same from one key press to the next."""
-    segments = [Segment(text, base + style if style else base) for text, style in row_text(craft, quoted)]
+def _strip(craft: LineCraft, quoted: bool, base: Style, palette: tuple[Style, ...], width: int) -> Strip:
+    """One row drawn at `width` (`palette`: the style of each of `PARTS`), cut with "…"
+    if longer; cached, since most rows are the same from one key press to the next."""
+    styles = dict(zip(PARTS, palette, strict=True))
+    segments = [Segment(text, base + styles[part] if part else base) for text, part in row_text(craft, quoted)]
     strip = Strip(segments)
     if strip.cell_length > width > 0:
         strip = Strip.join([strip.crop(0, width - 1), Strip([Segment("…", base)])])
@@ -84,6 +83,8 @@ class CraftGutter(Static):
     A `Static` drawn line by line (Textual's line API, `render_line`): each row is a
     cached strip, so a repaint costs a list lookup per row, not a layout of the text."""
 
+    COMPONENT_CLASSES = {f"craft-gutter--{part}" for part in PARTS}
+
     DEFAULT_CSS = """
     CraftGutter {
         width: 20;
@@ -93,6 +94,11 @@ class CraftGutter(Static):
         border-subtitle-color: $error;
         padding: 0;
     }
+    CraftGutter > .craft-gutter--quoted { color: $text-warning; text-style: bold; }
+    CraftGutter > .craft-gutter--estimate { color: $text-error; text-style: bold; }
+    CraftGutter > .craft-gutter--rhymed { color: $text-primary; text-style: bold; }
+    CraftGutter > .craft-gutter--unrhymed { color: $text-muted; }
+    CraftGutter > .craft-gutter--stress { color: $text; }
     """
 
     def __init__(self, poem: str = "", **kwargs):
@@ -104,7 +110,7 @@ class CraftGutter(Static):
         self._top = 0
         self._screen_rows: list[tuple[LineCraft, bool] | None] = []  # None: a continuation row
         self._shown: tuple | None = None
-        self._base, self._width = Style(), 0
+        self._base, self._width, self._palette = Style(), 0, tuple(Style() for _ in PARTS)
         self.tooltip = EXPLAINED
 
     def on_mount(self) -> None:
@@ -178,8 +184,10 @@ class CraftGutter(Static):
             self.tooltip = f"{tip}\nNot in CMUdict (counted by spelling): {', '.join(unknown)}" if unknown else tip
 
     def render_lines(self, crop: Region) -> list[Strip]:
-        # The widget's style and width are read once a repaint, not once a row.
+        # The widget's styles and width are read once a repaint, not once a row.
         self._base, self._width = self.rich_style, self.size.width
+        self._palette = tuple(self.get_component_rich_style(f"craft-gutter--{part}", partial=True)
+                              for part in PARTS)
         return super().render_lines(crop)
 
     def render_line(self, y: int) -> Strip:
@@ -187,4 +195,4 @@ class CraftGutter(Static):
         row = self._screen_rows[y] if y < len(self._screen_rows) else None
         if row is None:
             return Strip.blank(width, base)
-        return _strip(row[0], row[1], base, width)
+        return _strip(row[0], row[1], base, self._palette, width)

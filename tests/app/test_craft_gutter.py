@@ -117,3 +117,23 @@ async def test_rows_follow_the_poem_pane_as_it_wraps_and_scrolls():
         app.screen.styles.width = 70  # a narrower pane wraps the long line once more
         await pilot.pause()
         assert_aligned(gutter, area)
+
+
+async def test_marks_take_their_colours_from_the_theme():
+    """The quoted mark, an estimate's `~`, a rhymed and an unrhymed letter each stand
+    apart from the count, in the theme's colours (so a light theme keeps them legible)."""
+    app = GutterApp()
+    async with app.run_test(size=(40, 10)) as pilot:
+        gutter = app.query_one(CraftGutter)
+        gutter.show_poem("the zorgle cat\nthe hat\nthe dog", ["zorgle"])
+        await pilot.pause()
+        colours = {}
+        for y in range(1, 4):
+            for segment in gutter.render_lines(Region(0, y, 20, 1))[0]:
+                colours.setdefault((y, segment.text.strip()), segment.style.color)
+        mark, count, estimate = colours[(1, QUOTED_MARK)], colours[(1, "4")], colours[(1, "~")]
+        rhymed, unrhymed = colours[(1, "A")], colours[(3, "B")]
+        assert len({mark, count, estimate, rhymed, unrhymed}) == 5
+        theme = app.get_css_variables()
+        assert [c.triplet.hex.upper() for c in (mark, estimate, rhymed)] == [
+            theme["text-warning"], theme["text-error"], theme["text-primary"]]
