@@ -87,7 +87,8 @@ def main() -> int:
         config.write_text(CONFIG, encoding="utf-8")
         name = f"latency-{uuid.uuid4().hex[:8]}"
         env = f"POETRY_WORKSHOP_HOME={shlex.quote(tmp)} TERM=xterm-256color"
-        command = (f"cd {shlex.quote(str(ROOT))} && {env} {shlex.quote(sys.executable)} -m poetry_workshop "
+        # Textual takes COLUMNS/LINES over the terminal's size: a tmux server may carry stale ones.
+        command = (f"unset COLUMNS LINES; cd {shlex.quote(str(ROOT))} && {env} {shlex.quote(sys.executable)} -m poetry_workshop "
                    f"--config {shlex.quote(str(config))}")
         tmux("new-session", "-d", "-s", name, "-x", "100", "-y", "30", command)
         term = Terminal(name)

@@ -22,7 +22,6 @@ from poetry_workshop.tui.start_screen import StartScreen
 from poetry_workshop.tui.workshop_screen import WorkshopScreen
 from poetry_workshop.workshop.studio import Studio
 
-
 QUIT_WAIT_S = 0.8  # the longest Ctrl+Q waits for a stopped generation to be stored
 
 
@@ -191,10 +190,21 @@ def create_app(studio: Studio) -> WorkshopApp:
 
 
 def run_app(studio: Studio) -> int:
-    """Load both models (before anything is drawn), then run the app on an opened studio."""
+    """Load both models (before anything is drawn), run the app on an opened studio, then
+    end the process at once.
+
+    Every step is committed as it is made, so once the app has exited and the studio is
+    closed nothing is left to save: the interpreter's teardown of Textual, Rich and
+    llama.cpp (0.3–0.8 s on a small machine) is skipped, so Ctrl+Q ends the process within
+    a second even mid-generation."""
+    import os
     import sys
 
     print("loading the models…", file=sys.stderr)
     studio.engine.load()
-    create_app(studio).run()
-    return 0
+    app = create_app(studio)
+    app.run()
+    studio.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(app.return_code or 0)

@@ -1,4 +1,5 @@
-"""The workshop screen: poem, critique and revision-history panes, driven from the keyboard.
+"""The workshop screen: poem (with its craft gutter), critique and revision-history panes,
+driven from the keyboard; undo of the steps taken in this visit.
 
 Model work runs in one exclusive thread worker at a time; the worker only calls the
 session, whose events come back as messages, so the UI thread never waits on llama.cpp.
@@ -206,7 +207,7 @@ class WorkshopScreen(Screen):
         scroll = self.query_one("#critique-scroll", VerticalScroll)
         scroll.scroll_home(animate=False)  # a finished text reads from its top
         if extra is not None:
-            scroll.border_title = f"Draft {number}: critiques and changes"
+            scroll.border_title = f"Draft {number}: critiques"
             critique.update(extra)
         elif reply is not None:
             label = _TITLES.get(reply.kind, reply.kind.capitalize())
@@ -394,6 +395,8 @@ class WorkshopScreen(Screen):
         if event.worker.group != MODEL_GROUP:
             return
         status = self.query_one(StatusBar)
+        if event.state == WorkerState.RUNNING:
+            self.refresh_bindings()  # Esc shows while a model works
         if event.state in (WorkerState.ERROR, WorkerState.SUCCESS, WorkerState.CANCELLED):
             self._stop_spinner()
             self._drop_empty_checkpoint()

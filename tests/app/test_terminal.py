@@ -1,5 +1,5 @@
-"""The real app in a real terminal (tmux): type a request, wait for the critique, revise,
-accept, quit; then check the screen said so and the session is stored.
+"""The real app in a real terminal (tmux): a request, two revisions, a branch from draft 1,
+accept, export, quit; then check the screen said so and the session is stored.
 
 Needs tmux. CI installs it (.ci/run) and this test fails there without it; elsewhere a
 missing tmux skips it with the reason.
@@ -63,15 +63,24 @@ def tmux_available():
         pytest.skip("tmux is not installed (apt-get install tmux) — the terminal test needs it")
 
 
-def test_real_app_in_tmux(tmux_available, small_config, workshop_home, tmp_path):
+def test_journey_in_tmux(tmux_available, small_config, workshop_home, tmp_path):
+    """request → revise twice → branch from draft 1 → accept → export, on the starter model;
+    the final screen is kept in the test's folder (final-screen.txt) and printed."""
     name = f"workshop-{uuid.uuid4().hex[:8]}"
     db = workshop_home / "sessions.db"
     env = f"POETRY_WORKSHOP_HOME={shlex.quote(str(workshop_home))} TERM=xterm-256color"
     exit_file = tmp_path / "exit-code"
     # Textual draws on stderr, so it stays on the terminal; the exit code goes to a file.
-    command = f"cd {shlex.quote(str(ROOT))} && {env} {shlex.quote(sys.executable)} -m poetry_workshop " \
+    # Textual takes COLUMNS/LINES over the terminal's size: a tmux server may carry stale ones.
+    command = f"unset COLUMNS LINES; cd {shlex.quote(str(ROOT))} && {env} {shlex.quote(sys.executable)} -m poetry_workshop " \
               f"--config {shlex.quote(str(small_config))}; echo $? > {shlex.quote(str(exit_file))}"
     _tmux("new-session", "-d", "-s", name, "-x", "120", "-y", "40", command)
+    # A tmux server already running for someone else may hold its own default size.
+    _tmux("resize-window", "-t", name, "-x", "120", "-y", "40")
+
+    def critiques(rows) -> int:
+        return [k for k, _ in rows].count("critique")
+
     try:
         _wait_for(name, db, lambda s, r: "Write with the Poet" in s, "the start screen")
         _tmux("send-keys", "-t", name, "-l", "a short poem about a heron at dusk")
@@ -81,14 +90,33 @@ def test_real_app_in_tmux(tmux_available, small_config, workshop_home, tmp_path)
         assert "Draft 1 · Poet" in screen and "Revision history" in screen
         assert "starter model — train your own" in screen
 
-        _tmux("send-keys", "-t", name, "r")
-        screen = _wait_for(
-            name, db, lambda s, r: [k for k, _ in r].count("critique") == 2 and "│ idle" in s, "the follow-up")
-        assert "Draft 2 · Poet" in screen and "─ Draft 2 · Poet ─" in screen
+        for round_ in (2, 3):
+            _tmux("send-keys", "-t", name, "r")
+            screen = _wait_for(name, db, lambda s, r, n=round_: critiques(r) == n and "│ idle" in s,
+                               f"follow-up {round_ - 1}")
+            assert f"─ Draft {round_} · Poet" in screen
+
+        # Branch from draft 1: the history starts Request, Brief, Draft 1.
+        _tmux("send-keys", "-t", name, *["Up"] * 12, "Down", "Down")
+        screen = _wait_for(name, db, lambda s, r: "Draft 1: critiques" in s, "draft 1 selected")
+        _tmux("send-keys", "-t", name, "b")
+        screen = _wait_for(name, db, lambda s, r: "new branch: the next step starts here" in s, "the branch")
 
         _tmux("send-keys", "-t", name, "a")
-        screen = _wait_for(name, db, lambda s, r: "accepted" in s, "the accepted poem")
-        assert "─ Draft 2 · Poet · accepted ─" in screen
+        screen = _wait_for(name, db, lambda s, r: "accepted" in s or "Accept it as the final poem anyway" in s,
+                           "the accepted poem (or the question first, for a draft cut at its limit)")
+        if "Accept it as the final poem anyway" in screen:
+            _tmux("send-keys", "-t", name, "y")
+            screen = _wait_for(name, db, lambda s, r: "accepted" in s, "the accepted poem")
+        assert "─ Draft 1 · Poet · accepted" in screen
+
+        _tmux("send-keys", "-t", name, "x")
+        screen = _wait_for(name, db, lambda s, r: "Exported" in s, "the export")
+        final = tmp_path / "final-screen.txt"
+        final.write_text(screen, encoding="utf-8")
+        print(f"\nthe final screen ({final}):\n{screen}")
+        exported = list((workshop_home / "exports").glob("*.md"))
+        assert len(exported) == 1 and "## Final poem" in exported[0].read_text(encoding="utf-8")
 
         _tmux("send-keys", "-t", name, "C-q")
         deadline = time.monotonic() + 30
@@ -102,9 +130,10 @@ def test_real_app_in_tmux(tmux_available, small_config, workshop_home, tmp_path)
         subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
 
     conn = sqlite3.connect(db)
-    (status, drafts) = conn.execute(
-        "SELECT s.status, (SELECT COUNT(*) FROM nodes n WHERE n.session_id = s.id AND n.kind = 'draft') FROM sessions s"
+    (status, drafts, head_kind) = conn.execute(
+        "SELECT s.status, (SELECT COUNT(*) FROM nodes n WHERE n.session_id = s.id AND n.kind = 'draft'),"
+        " (SELECT kind FROM nodes n WHERE n.id = s.head_id) FROM sessions s"
     ).fetchone()
     conn.close()
-    assert (status, drafts) == ("accepted", 2)
+    assert (status, drafts, head_kind) == ("accepted", 3, "draft")
     assert exit_file.read_text().strip() == "0"

@@ -237,3 +237,39 @@ def test_critique_again_samples_afresh_but_a_replay_repeats(store):
     first, again = educator.seed_offsets[1], educator.seed_offsets[2]
     assert first != again  # the same question asked twice is sampled with another seed
     assert educator.seed_offsets == [1, 3, 4]  # fixed by the step's place in the session
+
+
+def test_a_stop_before_any_text_stores_nothing_and_the_loop_can_go_on(store):
+    educator = ScriptedBackend(["Brief.", CRITIQUE])
+    poet = ScriptedBackend(["the water leaves", "never seen"])
+    session = WorkshopSession.start(store, make_engine(educator, poet), mode="write", text="tide", rounds=2,
+                                    max_tokens=MaxTokens())
+    session.run(1)
+    before, turns = session.tree.nodes.keys(), list(session.engine.poet.conversation.turns)
+    events = []
+    session.on_event = events.append
+    cancel = threading.Event()
+    cancel.set()  # stopped before the first token
+    assert session.revise(cancel) is None
+    assert session.tree.nodes.keys() == before and session.current_draft.text == "the water leaves"
+    assert session.engine.poet.conversation.turns == turns  # as if never asked
+    assert any(isinstance(e, Notice) and "nothing was kept" in e.text for e in events)
+
+
+def test_undo_takes_a_step_back_and_rebuilds_the_conversations(store):
+    educator = ScriptedBackend(["Brief.", CRITIQUE, "Follow-up."])
+    poet = ScriptedBackend(["the water leaves", "mud counts gulls"])
+    session = WorkshopSession.start(store, make_engine(educator, poet), mode="write", text="tide", rounds=1,
+                                    max_tokens=MaxTokens())
+    session.run()
+    first, turns = session.current_draft, list(session.engine.poet.conversation.turns)
+    before = session.checkpoint("revision")
+    session.revise()
+    session.critique()
+    assert session.undo(before) == 2
+    assert session.current_draft == first and session.engine.poet.conversation.turns == turns
+    with pytest.raises(WorkshopError, match="nothing to undo"):
+        session.undo(before)
+    accepted = session.checkpoint("accept")
+    session.accept()
+    assert session.undo(accepted) == 0 and session.record.status == "open"

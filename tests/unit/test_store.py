@@ -143,3 +143,60 @@ def test_kill_9_between_the_session_and_its_node_leaves_no_empty_session(tmp_pat
     assert [s.title for s in sessions] == ["kept"]
     assert all(s.head_id is not None for s in sessions)
     store.close()
+
+
+def test_a_database_from_before_origins_is_migrated_and_its_sessions_count_as_the_apps(tmp_path):
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(MIGRATIONS[0])
+    conn.execute("INSERT INTO sessions (id, title, mode, created_at, updated_at) VALUES ('s1', 'old', 'write', 't', 't')")
+    conn.execute("INSERT INTO nodes (id, session_id, parent_id, seq, kind, author, text, created_at)"
+                 " VALUES ('n1', 's1', NULL, 1, 'request', 'person', 'old', 't')")
+    conn.execute("UPDATE sessions SET head_id = 'n1'")
+    conn.execute("PRAGMA user_version=1")
+    conn.commit()
+    conn.close()
+    store = SessionStore.open(path)
+    (old,) = store.list_sessions()
+    assert (old.title, old.origin, old.headless, old.current_draft) == ("old", "app", False, "")
+    rec, _ = store.start_session("write", "tide", 2, {}, "request", "person", "tide", origin="batch")
+    assert store.get_session(rec.id).headless
+    with pytest.raises(StoreError, match="unknown session origin"):
+        store.start_session("write", "tide", 2, {}, "request", "person", "tide", origin="elsewhere")
+    store.close()
+
+
+def test_the_list_gives_each_session_its_current_draft_and_rename_and_delete_work(tmp_path):
+    store = SessionStore.open(tmp_path / "s.db")
+    rec, req = store.start_session("write", "tide", 2, {}, "request", "person", "tide")
+    d1 = store.add_node(rec.id, req.id, "draft", "poet", "first line one\nsecond")
+    c1 = store.add_node(rec.id, d1.id, "critique", "educator", "crit")
+    store.add_node(rec.id, c1.id, "draft", "poet", "\nfirst line two\nsecond")
+    store.set_head(rec.id, c1.id)  # branched back: the current draft is draft 1 again
+    (listed,) = store.list_sessions()
+    assert listed.first_line == "first line one"
+    store.rename_session(rec.id, "  The   tide ")
+    assert store.get_session(rec.id).title == "The tide"
+    with pytest.raises(StoreError, match="cannot be empty"):
+        store.rename_session(rec.id, "   ")
+    other, _ = store.start_session("write", "kept", 2, {}, "request", "person", "kept")
+    store.delete_session(rec.id)
+    assert [s.id for s in store.list_sessions()] == [other.id]
+    assert store.tree(rec.id).nodes == {}
+    store.close()
+
+
+def test_undo_step_deletes_only_leaves_and_puts_head_and_status_back(tmp_path):
+    store = SessionStore.open(tmp_path / "s.db")
+    rec, req = store.start_session("write", "tide", 2, {}, "request", "person", "tide")
+    d1 = store.add_node(rec.id, req.id, "draft", "poet", "one")
+    d2 = store.add_node(rec.id, d1.id, "draft", "person", "two")
+    c2 = store.add_node(rec.id, d2.id, "critique", "educator", "crit")
+    with pytest.raises(StoreError, match="work built on it"):
+        store.undo_step(rec.id, [d2.id], d1.id, "open")  # c2 hangs under d2
+    assert set(store.tree(rec.id).nodes) == {req.id, d1.id, d2.id, c2.id}
+    store.set_status(rec.id, "accepted")
+    store.undo_step(rec.id, [d2.id, c2.id], d1.id, "open")
+    got = store.get_session(rec.id)
+    assert (got.head_id, got.status, set(store.tree(rec.id).nodes)) == (d1.id, "open", {req.id, d1.id})
+    store.close()
