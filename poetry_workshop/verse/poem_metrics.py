@@ -148,6 +148,7 @@ class LlmIsmMatcher:
                 self.single.setdefault(tokens[0], []).append((ism.category, ism.weight))
             elif tokens:
                 self.multi.setdefault(tokens[:2], []).append((tokens, ism.category, ism.weight))
+        self._firsts = frozenset(first for first, _ in self.multi)  # first words of the longer phrases
         self._literal_cache: dict[str, list[Hit]] = {}
         self._patterns_for: dict[tuple[str, ...] | None, list] = {}
 
@@ -163,11 +164,10 @@ class LlmIsmMatcher:
             if len(self._literal_cache) > 64:
                 self._literal_cache.clear()
             literal = self._literal_cache[text] = self._literal_hits(text)
-        out = [h for h in literal if wanted is None or h.category in wanted]
-        lowered = None
+        out = list(literal) if wanted is None else [h for h in literal if h.category in wanted]
+        contains = text.lower().__contains__ if patterns else None
         for pattern, category, weight, required in patterns:
-            lowered = lowered if lowered is not None else text.lower()
-            if required is None or any(lit in lowered for lit in required):
+            if required is None or any(map(contains, required)):
                 starts = _nonblank_line_starts(text)
                 out.extend(Hit(category, " ".join(m.group(0).split()), weight,
                                max(1, bisect.bisect_right(starts, m.start())), m.start(), m.end())
@@ -207,16 +207,19 @@ class LlmIsmMatcher:
         """(token index, phrase length, category, weight) of every literal entry, in order.
         Set intersections (in C) decide whether any phrase can occur; only then is the
         text searched for where."""
-        words_in = set(tokens) & self.single.keys()
-        pairs_in = set(zip(tokens, tokens[1:])) & self.multi.keys() if len(tokens) > 1 else set()
+        present = set(tokens)
         found = []
-        for word in words_in:
+        for word in present & self.single.keys():
             for i in _positions(tokens, word):
                 found.extend((i, 1, category, weight) for category, weight in self.single[word])
-        for first, second in pairs_in:
+        # Only where a longer phrase's first word occurs is the word after it looked at (no
+        # pair of every two words is built).
+        multi, last = self.multi, len(tokens) - 1
+        for first in present & self._firsts:
             for i in _positions(tokens, first):
-                if i + 1 < len(tokens) and tokens[i + 1] == second:
-                    for phrase, category, weight in self.multi[(first, second)]:
+                entries = multi.get((first, tokens[i + 1])) if i < last else None
+                if entries:
+                    for phrase, category, weight in entries:
                         if tuple(tokens[i:i + len(phrase)]) == phrase:
                             found.append((i, len(phrase), category, weight))
         found.sort()

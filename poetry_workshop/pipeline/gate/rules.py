@@ -71,6 +71,7 @@ class QualityGate:
                 self._sources.setdefault(" ".join(gram), where)
         self.dedupe = NearDuplicates(config.hygiene.near_duplicate_jaccard)
         self.lexicon = lexicon.poem_lexicon(matcher.isms)
+        self._last_lexicon: tuple[str, tuple] | None = None
         # A person whose own poems use more of these words than the default baseline moves the
         # poem bound's rate with them (never below the corpus-fitted rate).
         self.rate_scale = max(1.0, baseline / config.llm_isms.default_baseline_per_1k) \
@@ -92,10 +93,15 @@ class QualityGate:
                                         f"{self.baseline:.1f}): {shown}")]
         return []
 
-    def poem_lexicon(self, poem: str) -> tuple[float, float, list[pm.Hit]]:
+    def poem_lexicon(self, poem: str) -> tuple[float, float, tuple[pm.Hit, ...]]:
         """The poem's machine-vocabulary score, its length-aware limit, and the hits behind it."""
+        last = self._last_lexicon
+        if last is not None and last[0] == poem:  # llm-isms, then machine-shape, ask about one poem
+            return last[1]
         score, hits = lexicon.score(self.lexicon, poem)
-        return score, lexicon.BOUND.limit(pm.word_count(poem), self.rate_scale), hits
+        result = score, lexicon.BOUND.limit(pm.word_count(poem), self.rate_scale), tuple(hits)
+        self._last_lexicon = (poem, result)
+        return result
 
     def poem_llm_isms(self, poem: str, label: str) -> list[Failure]:
         """Machine vocabulary in a poem, weighted by the corpus, against a length-aware bound."""
