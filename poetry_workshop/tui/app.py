@@ -22,7 +22,7 @@ from poetry_workshop.tui.start_screen import StartScreen
 from poetry_workshop.tui.workshop_screen import WorkshopScreen
 from poetry_workshop.workshop.studio import Studio
 
-QUIT_WAIT_S = 0.8  # the longest Ctrl+Q waits for a stopped generation to be stored
+QUIT_WAIT_S = 0.5  # the longest Ctrl+Q waits for a stopped generation to be stored (one token is far less)
 
 
 class WorkshopApp(App):
@@ -39,6 +39,7 @@ class WorkshopApp(App):
         self.studio = studio
         self.keymap = dict(studio.settings.app.keys)
         self.builder = BackgroundBuild()  # held by the app so a build outlives its screen
+        self.generation_left_running = False  # set when Ctrl+Q could not wait for a generation
         self.downloads = ModelDownloads()  # likewise a model download and its Models screen
 
     def on_mount(self) -> None:
@@ -154,8 +155,10 @@ class WorkshopApp(App):
         partial text stored, marked stopped, before the app exits (waited on for at most
         QUIT_WAIT_S, so quitting never hangs on a long generation)."""
         for screen in self.screen_stack:
-            if isinstance(screen, WorkshopScreen):
-                await screen.stop_for_quit(QUIT_WAIT_S)
+            if isinstance(screen, WorkshopScreen) and not await screen.stop_for_quit(QUIT_WAIT_S):
+                # Still reading its prompt (llama.cpp gives no way to cancel that): nothing
+                # was generated, so nothing is lost by leaving it behind.
+                self.generation_left_running = True
         self.exit()
 
     def action_help(self) -> None:
@@ -193,18 +196,23 @@ def run_app(studio: Studio) -> int:
     """Load both models (before anything is drawn), run the app on an opened studio, then
     end the process at once.
 
-    Every step is committed as it is made, so once the app has exited and the studio is
-    closed nothing is left to save: the interpreter's teardown of Textual, Rich and
-    llama.cpp (0.3–0.8 s on a small machine) is skipped, so Ctrl+Q ends the process within
-    a second even mid-generation."""
+    Every step is committed as it is made, so once the app has exited nothing is left to
+    save: the interpreter's teardown of Textual, Rich and llama.cpp (0.3–0.8 s on a small
+    machine) is skipped, and so is the wait for a generation still reading its prompt (its
+    own event loop, so asyncio does not join the worker thread), so Ctrl+Q ends the process
+    within a second even mid-generation."""
+    import asyncio
     import os
     import sys
 
     print("loading the models…", file=sys.stderr)
     studio.engine.load()
     app = create_app(studio)
-    app.run()
-    studio.close()
+    app.run(loop=asyncio.new_event_loop())
+    if app.generation_left_running:
+        studio.store.close()  # the engine is busy on its thread; the process ends it
+    else:
+        studio.close()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(app.return_code or 0)

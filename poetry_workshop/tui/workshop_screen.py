@@ -162,11 +162,15 @@ class WorkshopScreen(Screen):
         return any(w.group == MODEL_GROUP and w.is_running for w in self.workers)
 
     def _shown_reply(self, path: list[Node]) -> Node | None:
-        """What the critique pane shows: the newest reply since the current draft."""
+        """What the critique pane shows: the newest reply since the current draft; on a
+        draft branched back to, its newest critique; before any draft, the brief."""
         for node in reversed(path):
             if node.kind in ("critique", "answer"):
                 return node
             if node.kind == "draft":
+                critiques = DraftHistory(self.session.tree).critiques(node.id)
+                if critiques:
+                    return critiques[-1]
                 break
         return next((n for n in reversed(path) if n.kind in ("brief", "request")), None)
 
@@ -543,6 +547,8 @@ class WorkshopScreen(Screen):
         if not self.busy or self.cancel is None:
             return True
         self.cancel.set()
+        if self._reading is not None:
+            return False  # still reading its prompt: no text to keep, and no token to stop at soon
         workers = [w for w in self.workers if w.group == MODEL_GROUP and w.is_running]
         try:
             await asyncio.wait_for(asyncio.gather(*(w.wait() for w in workers), return_exceptions=True), within_s)

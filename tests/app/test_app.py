@@ -133,6 +133,7 @@ async def test_branch_from_draft_one_shows_at_once_and_a_second_critique_is_no_b
         await pilot.press("b")
         await pilot.pause()
         assert screen.session.record.head_id == first_draft.id
+        assert CRITIQUE in screen.query_one("#critique").source  # the draft branched back to keeps its critique
         draft_item = tree.root.children[2]
         assert HistoryTree.PENDING in [str(n.label) for n in draft_item.children]  # the branch shows at once
         await pilot.press("c")

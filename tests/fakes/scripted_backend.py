@@ -16,13 +16,14 @@ class ScriptedBackend:
 
     Token counts are words, so context-fitting logic can be tested with small numbers.
     `token_delay_s` makes it a slow model (each word takes that long, like a real model on a
-    small machine); `max_tokens` is honoured as llama.cpp does, ending with finish "length".
+    small machine), `prompt_delay_s` one slow to read its prompt; `max_tokens` is honoured as llama.cpp does, ending with finish "length".
     Like the real backend, a cancel is checked before each word is accepted."""
 
     def __init__(self, replies: list[str | Exception] | Callable[[list[dict]], str], n_ctx: int = 4096,
-                 token_delay_s: float = 0.0):
+                 token_delay_s: float = 0.0, prompt_delay_s: float = 0.0):
         self.path = Path("scripted.gguf")
         self.token_delay_s = token_delay_s
+        self.prompt_delay_s = prompt_delay_s  # reading the prompt: like llama.cpp, deaf to cancel
         self._replies = replies
         self._n_ctx = n_ctx
         self.calls: list[list[dict]] = []
@@ -51,6 +52,8 @@ class ScriptedBackend:
             reply = self._replies.pop(0)
         if isinstance(reply, Exception):
             raise reply
+        if self.prompt_delay_s:
+            time.sleep(self.prompt_delay_s)
         emitted = []
         finish = "stop"
         for word in reply.split(" "):

@@ -1,7 +1,8 @@
 """The real app on a scripted slow Poet, for terminal tests of quitting mid-generation.
 
-Usage: python -m tests.fakes.slow_app FOLDER — the session database goes in FOLDER. The
-Poet writes one word per TOKEN_DELAY_S, WORDS words: left alone, a draft takes minutes.
+Usage: python -m tests.fakes.slow_app FOLDER [PROMPT_DELAY_S] — the session database goes
+in FOLDER. The Poet writes one word per TOKEN_DELAY_S, WORDS words: left alone, a draft
+takes minutes; with PROMPT_DELAY_S it first reads its prompt that long, deaf to a cancel.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ TOKEN_DELAY_S = 0.05
 WORDS = 4000
 
 
-def slow_poet() -> ScriptedBackend:
-    return ScriptedBackend(lambda messages: " ".join(["heron"] * WORDS), token_delay_s=TOKEN_DELAY_S)
+def slow_poet(prompt_delay_s: float = 0.0) -> ScriptedBackend:
+    return ScriptedBackend(lambda messages: " ".join(["heron"] * WORDS), token_delay_s=TOKEN_DELAY_S,
+                           prompt_delay_s=prompt_delay_s)
 
 
 def main() -> int:
     folder = Path(sys.argv[1])
-    studio = make_studio(folder, poet=slow_poet())
+    studio = make_studio(folder, poet=slow_poet(float(sys.argv[2]) if len(sys.argv) > 2 else 0.0))
     studio.settings.inference.max_tokens.draft = WORDS
     return run_app(studio)  # the app's own way out, as `workshop` takes it
 
