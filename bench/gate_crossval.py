@@ -36,15 +36,17 @@ DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus"
 @contextmanager
 def derived_from(poems: list[CorpusPoem]):
     """The gate's lexicon figures as gate_weights derives them from `poems`, for the duration
-    (the gate reads them from `corpus_weights` and `lexicon.BOUND` when it is built)."""
+    (the gate reads them from `corpus_weights` and `lexicon.BOUND` when it is built, and the
+    shape signals' weights from `corpus_weights.SIGNALS` as it judges)."""
     figures = gate_weights.derive(poems)
-    saved = corpus_weights.WEIGHTS, corpus_weights.MARKERS, lexicon.BOUND
+    saved = corpus_weights.WEIGHTS, corpus_weights.MARKERS, corpus_weights.SIGNALS, lexicon.BOUND
     corpus_weights.WEIGHTS, corpus_weights.MARKERS = figures["weights"], figures["markers"]
+    corpus_weights.SIGNALS = figures["signals"]
     lexicon.BOUND = lexicon.LexiconBound(figures["bound"]["allowance"], figures["bound"]["per_word"])
     try:
         yield
     finally:
-        corpus_weights.WEIGHTS, corpus_weights.MARKERS, lexicon.BOUND = saved
+        corpus_weights.WEIGHTS, corpus_weights.MARKERS, corpus_weights.SIGNALS, lexicon.BOUND = saved
 
 
 def main() -> int:

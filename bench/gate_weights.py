@@ -19,6 +19,12 @@ purpose, since half the corpus is held back to test that the figures generalise:
    the human poems' pooled score per word; the allowance is the smallest that passes
    HUMAN_PASS of the human poems under that rate, and never below the heaviest single
    weight plus one, so that no one word rejects a poem alone.
+4. Signals. For each machine-shape signal of the gate (all quatrains, heavy end rhyme, a we-voice,
+   every line end-stopped, no line punctuated), read under an open brief: the log of the ratio
+   of its rate in machine poems to its rate in human ones, smoothed and clipped as in 1. The
+   gate adds them, over rules.SIGNAL_SCALE, to the poem's share of its vocabulary allowance.
+
+The closing formulas (lexicon.CLOSING_FORMULAS) are weighed as entries, like the markers.
 
 Usage: .venv/bin/python -m bench.gate_weights [CORPUS] [--check]
 --check compares with the committed figures instead of writing them (exit 1 if they differ).
@@ -50,6 +56,7 @@ MAX_WEIGHT = 4.0
 MIN_POEMS, MIN_GENERATORS, MIN_PROMPTS, MAX_MARKERS = 6, 4, 4, 40
 RATE_MULTIPLE = 2.0
 HUMAN_PASS = 0.98
+SIGNALS = ("quatrains", "end-rhyme", "we-voice", "end-stopped", "unpunctuated")  # rules.QualityGate.shape_signals
 
 FUNCTION_WORDS = frozenset("""a an the and or but nor so yet for of in on at to from by with within without into onto
 upon over under above below through across along among between beyond around about against toward towards as
@@ -130,6 +137,26 @@ def candidate_markers(poems: list[CorpusPoem], covered: set[str]) -> list[str]:
     return sorted(kept)
 
 
+def signal_weights(human: list[CorpusPoem], machine: list[CorpusPoem]) -> dict[str, tuple]:
+    """Each machine-shape signal -> (weight, human poems with it, machine poems with it): the
+    log of how much likelier it is in a machine poem than a human one (rates smoothed by
+    a = SMOOTHING), clipped to [0, MAX_WEIGHT]. Read under an open brief, as the gate reads
+    a poem whose brief names no form."""
+    from poetry_workshop.config.loader import load_settings
+    from poetry_workshop.pipeline.gate.rules import QualityGate
+    from poetry_workshop.verse.brief_spec import BriefSpec
+
+    gate = QualityGate(load_settings().gate, pm.LlmIsmMatcher([]), 7.0)
+    found = {id(p): {name for name, _ in gate.shape_signals(p.text, BriefSpec())} for p in human + machine}
+    a, out = SMOOTHING, {}
+    for name in SIGNALS:
+        h = sum(name in found[id(p)] for p in human)
+        m = sum(name in found[id(p)] for p in machine)
+        ratio = math.log((m + a) / (len(machine) + 2 * a)) - math.log((h + a) / (len(human) + 2 * a))
+        out[name] = (round(min(MAX_WEIGHT, max(0.0, ratio)), 2), h, m)
+    return out
+
+
 def derive(poems: list[CorpusPoem]) -> dict:
     human = [p for p in poems if p.human]
     machine = [p for p in poems if not p.human]
@@ -137,7 +164,7 @@ def derive(poems: list[CorpusPoem]) -> dict:
     covered = {" ".join(pm.inflection_key(w) for w in re.findall(r"[a-z']+", i.source.lower()))
                for i in isms if not i.source.startswith("re:")}
     markers = candidate_markers(poems, covered)
-    entries = isms + lexicon.marker_entries(markers)
+    entries = isms + lexicon.marker_entries(markers) + lexicon.formula_entries()
     found = presence(entries, poems)
     weights = {}
     for entry in entries:
@@ -146,6 +173,7 @@ def derive(poems: list[CorpusPoem]) -> dict:
         m = len(where) - h
         weights[entry.source] = (weight(m, h, len(machine), len(human)), h, m, len({p.generator for p in where if not p.human}))
     matcher = pm.LlmIsmMatcher(lexicon.weighted(entries, weights), inflections=True)
+    signals = signal_weights(human, machine)
     scored = [(lexicon.score(matcher, p.text)[0], len(pm.words(p.text))) for p in human]
     per_word = RATE_MULTIPLE * sum(s for s, _ in scored) / sum(n for _, n in scored)
     over = sorted(s - per_word * n for s, n in scored)
@@ -154,7 +182,7 @@ def derive(poems: list[CorpusPoem]) -> dict:
     allowance = round(max(fitted, heaviest + 1.0), 2)
     return {"corpus": {"human": len(human), "machine": len(machine),
                        "generators": len({p.generator for p in machine})},
-            "weights": weights, "markers": tuple(markers),
+            "weights": weights, "markers": tuple(markers), "signals": signals,
             "bound": {"allowance": allowance, "per_word": round(per_word, 4)}}
 
 
@@ -173,6 +201,9 @@ in no human poem (bench/gate_weights.py says which are left out and why).
 BOUND: a poem fails when its score exceeds allowance + per_word * words; per_word is
 {RATE_MULTIPLE:g}x the human poems' pooled score per word, the allowance passes {HUMAN_PASS:.0%} of them and
 is at least the heaviest weight plus one.
+SIGNALS: machine-shape signal -> (weight, human poems with it, machine poems with it); the
+weight is the log of the ratio of its machine and human rates (smoothed, a = {SMOOTHING}), read under
+an open brief, clipped to [0, {MAX_WEIGHT}].
 """
 
 CORPUS = {figures["corpus"]!r}
@@ -183,6 +214,8 @@ WEIGHTS = {pprint.pformat(figures["weights"], width=110, sort_dicts=True)}
 MARKERS = {pprint.pformat(figures["markers"], width=110)}
 
 BOUND = {figures["bound"]!r}
+
+SIGNALS = {pprint.pformat(figures["signals"], width=110, sort_dicts=True)}
 '''
 
 
@@ -207,6 +240,7 @@ def main() -> int:
     print(f"wrote {TARGET.relative_to(ROOT)}: {len(w)} weighted entries ({sum(1 for v in w.values() if v[0] == 0)} at 0), "
           f"{len(figures['markers'])} markers, bound {figures['bound']}")
     print("markers: " + ", ".join(figures["markers"]))
+    print("signals: " + ", ".join(f"{name} {w:g} ({h} human, {m} machine)" for name, (w, h, m) in figures["signals"].items()))
     return 0
 
 

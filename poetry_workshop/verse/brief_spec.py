@@ -70,6 +70,7 @@ class BriefSpec:
     metre: tuple[tuple[float, float], ...] | None = None  # allowed mean syllables per line
     traditional: bool = False  # the form fixes rhyme or stanza: the machine-shape rule is off
     end_stopped_ok: bool = False  # every line ending on punctuation is not held against the poem
+    unpunctuated_ok: bool = False  # nor capitalised lines with no punctuation at their ends
 
     @property
     def rhyme_ok(self) -> bool:

@@ -315,7 +315,7 @@ def _split_tokens(lowered: str) -> tuple[list[str], list[str]]:
     """A lower-cased text split into separators and tokens, alternating (so each token's
     span is a running sum of lengths, in C, not a second pass), and the tokens' inflection
     keys. Cached: a poem is read by the gate's two matchers, its prose by one."""
-    parts = _TOKEN_SPLIT.split(lowered)
+    parts = _TOKEN_SPLIT.split(lowered.replace("\u2019", "'"))  # "here’s" is "here's", as `words` reads it
     return parts, list(map(_KEYS.__getitem__, parts[1::2]))
 
 
@@ -442,6 +442,19 @@ def end_stopped(text: str, min_lines: int = 6) -> bool:
     human poems, 107 of 146 machine ones). Short poems say too little to count."""
     lines = poem_lines(text)
     return len(lines) >= min_lines and all(_END_STOP.search(line) for line in lines[:-1])
+
+
+def unpunctuated(text: str, min_lines: int = 6) -> bool:
+    """Lines set down as separate capitalised units with no punctuation at their ends (at
+    least four in five of them, the last aside): list-verse, not sentences run through
+    lines. On ../shared/corpus: 1 of 132 human poems, 20 of 146 machine ones from ten
+    generators. Lower-case unpunctuated verse (a modern habit) is not this."""
+    lines = poem_lines(text)
+    if len(lines) < min_lines:
+        return False
+    bare = sum(1 for line in lines[:-1] if not _END_STOP.search(line))
+    capitalised = sum(1 for line in lines if line[:1].isupper())
+    return bare >= 0.8 * (len(lines) - 1) and capitalised >= 0.9 * len(lines)
 
 
 def default_quatrains(text: str) -> bool:

@@ -12,6 +12,9 @@ in no human poem (bench/gate_weights.py says which are left out and why).
 BOUND: a poem fails when its score exceeds allowance + per_word * words; per_word is
 2x the human poems' pooled score per word, the allowance passes 98% of them and
 is at least the heaviest weight plus one.
+SIGNALS: machine-shape signal -> (weight, human poems with it, machine poems with it); the
+weight is the log of the ratio of its machine and human rates (smoothed, a = 0.5), read under
+an open brief, clipped to [0, 4.0].
 """
 
 CORPUS = {'human': 132, 'machine': 146, 'generators': 41}
@@ -134,6 +137,7 @@ WEIGHTS = {'a beacon of': (2.79, 0, 8, 8),
  'hearts': (1.47, 33, 87, 37),
  'hearts entwined': (2.33, 0, 5, 5),
  'heavenly': (1.0, 0, 0, 0),
+ "here's to": (3.87, 0, 22, 18),
  'honor': (2.79, 0, 8, 7),
  'horizon': (1.4, 1, 6, 6),
  'horizons': (1.4, 1, 6, 6),
@@ -226,6 +230,7 @@ WEIGHTS = {'a beacon of': (2.79, 0, 8, 8),
  'shimmering': (2.33, 0, 5, 5),
  'silent promise': (1.01, 0, 1, 1),
  'silver lining': (1.0, 0, 0, 0),
+ 'so let': (3.29, 0, 13, 10),
  'soft glow': (2.12, 0, 4, 4),
  'softly': (2.79, 0, 8, 5),
  'solace': (2.91, 0, 9, 8),
@@ -348,3 +353,9 @@ MARKERS = ('a bond',
  'will forever')
 
 BOUND = {'allowance': 5.0, 'per_word': 0.0146}
+
+SIGNALS = {'end-rhyme': (0.26, 32, 46),
+ 'end-stopped': (2.23, 10, 107),
+ 'quatrains': (1.46, 16, 78),
+ 'unpunctuated': (2.51, 1, 20),
+ 'we-voice': (1.17, 5, 19)}

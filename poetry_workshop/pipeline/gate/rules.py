@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from poetry_workshop.config.schema import QualityGateConfig
-from poetry_workshop.pipeline.gate import lexicon
+from poetry_workshop.pipeline.gate import corpus_weights, lexicon
 from poetry_workshop.pipeline.gate.near_duplicates import NearDuplicates
 from poetry_workshop.verse import poem_metrics as pm
 from poetry_workshop.verse.brief_spec import BriefSpec, parse_brief
@@ -38,11 +38,15 @@ SLOP = ("slop-words", "slop-phrases", "contrast-pattern", "closing-epiphany", "a
 CLICHE = ("dead-metaphors", "poetic-defaults")
 DEAD_METAPHORS = ("dead-metaphors",)
 # Each machine-shape signal a brief did not ask for (all quatrains, heavy end rhyme, a we-voice,
-# every line end-stopped) takes this share off the lexicon allowance: a poem fails when
-# score / allowance + SIGNAL_WEIGHT * signals > 1, so four signals fail a poem by themselves,
-# three need a little machine vocabulary, one alone needs most of the allowance. Chosen on
-# ../shared/corpus with bench/gate_score.py (0.2-0.35 give the same human pass rate there).
-SIGNAL_WEIGHT = 0.3
+# every line end-stopped, no line punctuated) weighs how much likelier it is in machine poems
+# than in human ones on ../shared/corpus (corpus_weights.SIGNALS, the log of the ratio of the
+# two rates: every line end-stopped is about 9x likelier, so 2.2; heavy rhyme barely, 0.3). A
+# poem fails when score / allowance + sum(signal weights) / SIGNAL_SCALE > 1: all quatrains with
+# every line end-stopped need a tenth of the vocabulary allowance, all quatrains alone more
+# than half. Chosen on ../shared/corpus with bench/gate_score.py (3.5 rejects one more machine
+# poem there but two more human ones, and no more machine poems on held-out folds), checked
+# with bench/gate_crossval.py.
+SIGNAL_SCALE = 4.0
 
 _TEMPLATE = re.compile(r"<\|[a-z_]{2,30}\|>|</?s>|\[/?INST\]|<<SYS>>|^\s*(?:assistant|user|system)\s*:|^\s*```",
                        re.IGNORECASE | re.MULTILINE)
@@ -113,22 +117,24 @@ class QualityGate:
                                         f"per 1,000 words x {n} words): {_shown(hits)}")]
         return []
 
-    def shape_signals(self, poem: str, spec: BriefSpec) -> list[str]:
-        """The machine-poem signature the brief did not ask for, each as evidence."""
+    def shape_signals(self, poem: str, spec: BriefSpec) -> list[tuple[str, str]]:
+        """The machine-poem signature the brief did not ask for: (signal, evidence) pairs."""
         rules = self.cfg.poetic_defaults
         out = []
         if not spec.quatrains_ok and pm.default_quatrains(poem):
-            out.append(f"every stanza is four lines ({len(pm.stanzas(poem))} stanzas)")
+            out.append(("quatrains", f"every stanza is four lines ({len(pm.stanzas(poem))} stanzas)"))
         if not spec.rhyme_ok:
             share, pairs = pm.end_rhyme_share(poem)
             if share >= rules.max_end_rhyme_share:
-                out.append(f"{share:.0%} of line ends rhyme ({', '.join(f'{a}/{b}' for a, b in pairs[:4])})")
+                out.append(("end-rhyme", f"{share:.0%} of line ends rhyme ({', '.join(f'{a}/{b}' for a, b in pairs[:4])})"))
         if not spec.we_ok:
             share, count = pm.plural_voice_share(poem)
             if count >= rules.min_we_count and share > rules.max_we_share:
-                out.append(f"{count} we/us/our, {share:.0%} of its pronouns")
+                out.append(("we-voice", f"{count} we/us/our, {share:.0%} of its pronouns"))
         if not spec.end_stopped_ok and pm.end_stopped(poem):
-            out.append("every line ends on punctuation")
+            out.append(("end-stopped", "every line ends on punctuation"))
+        elif not spec.unpunctuated_ok and pm.unpunctuated(poem):
+            out.append(("unpunctuated", "capitalised lines with no punctuation at their ends"))
         return out
 
     def poetic_defaults(self, poem: str, spec: BriefSpec, label: str) -> list[Failure]:
@@ -148,11 +154,13 @@ class QualityGate:
         if not signals:
             return out
         score, limit, vocab = self.poem_lexicon(poem)
-        joint = score / limit + SIGNAL_WEIGHT * len(signals)
+        shape = sum(signal_weight(name) for name, _ in signals) / SIGNAL_SCALE
+        joint = score / limit + shape
         if joint > 1 and score <= limit:  # over the limit alone, llm-isms has said so
             words = f"machine vocabulary at {score / limit:.0%} of its allowance" + (f" ({_shown(vocab, 4)})" if vocab else "")
-            out.append(Failure("machine-shape", f"{label}: " + "; ".join(signals) + f"; {words}: together {joint:.2f}, "
-                                                f"over 1 ({SIGNAL_WEIGHT:g} a signal), and the brief did not ask for them"))
+            out.append(Failure("machine-shape", f"{label}: " + "; ".join(why for _, why in signals)
+                                                + f" (shape {shape:.2f}); {words}: together {joint:.2f}, over 1, "
+                                                "and the brief did not ask for them"))
         return out
 
     def form(self, poem: str, spec: BriefSpec, label: str) -> list[Failure]:
@@ -327,7 +335,7 @@ class QualityGate:
         spec = BriefSpec(rhyme=True if pm.end_rhyme_share(original)[0] >= self.cfg.poetic_defaults.max_end_rhyme_share else None,
                          quatrains_ok=pm.default_quatrains(original),
                          we_ok=pm.plural_voice_share(original)[1] >= self.cfg.poetic_defaults.min_we_count,
-                         end_stopped_ok=pm.end_stopped(original))
+                         end_stopped_ok=pm.end_stopped(original), unpunctuated_ok=pm.unpunctuated(original))
         f: list[Failure] = []
         before, direction = original, inputs["critique"]
         for k, turn in enumerate(turns, start=1):
@@ -339,6 +347,12 @@ class QualityGate:
             f += self.critique(response, [poem, before], f"response {k}", whole=False)
             before, direction = poem, response
         return f
+
+
+def signal_weight(name: str) -> float:
+    """A shape signal's corpus weight (corpus_weights.SIGNALS); read at call time, so that
+    bench/gate_crossval.py can swap in figures derived on other folds."""
+    return corpus_weights.SIGNALS[name][0]
 
 
 def _shown(hits: list[pm.Hit], most: int = 6) -> str:
