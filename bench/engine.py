@@ -5,8 +5,12 @@
    baselines are llama-cpp-python's own streaming API (`create_completion(stream=True)`)
    and, stricter, a bare `Llama.generate` loop that only detokenizes; the goal is judged
    against the faster of the two.
-2. A 3-round write session: the share of prompt tokens evaluated (not taken from the KV
-   cache) in rounds 2 and 3.
+2. Prompt-lookup decoding: in a write session brought to its first critique, the Poet's
+   revision and then the Educator's follow-up critique, each generated with lookup and
+   without, interleaved, at the configured sampling and a fixed seed; tokens/s with ÷
+   without, and the texts checked equal.
+3. A 3-round write session: the share of prompt tokens evaluated (not taken from the KV
+   cache) in rounds 2 and 3, from llama.cpp's own counters (`GenerationStats.evaluated_tokens`).
 
 Usage: .venv/bin/python -m bench.engine [--runs N] [--tokens N]
 Ends with one `goal <name>: <measured> (target <target>) met|missed` line per goal.
@@ -23,8 +27,9 @@ from pathlib import Path
 from poetry_workshop.config.loader import load_settings
 from poetry_workshop.config.schema import Sampling
 from poetry_workshop.inference.engine import Engine, RoleChat
-from poetry_workshop.inference.llama_backend import auto_threads
+from poetry_workshop.inference.llama_backend import FLASH_ATTENTION, auto_threads
 from poetry_workshop.inference.model_choice import choose_models
+from poetry_workshop.workshop import prompts
 from poetry_workshop.workshop.persona import load_persona
 from poetry_workshop.workshop.session import WorkshopSession
 from poetry_workshop.workshop.store import SessionStore
@@ -51,7 +56,7 @@ def speed_ratio(settings, persona, choices, runs: int, max_tokens: int) -> dict[
     raw = Llama(
         model_path=str(choices["poet"].path), n_ctx=runtime.n_ctx, n_threads=runtime.n_threads or auto_threads(),
         n_threads_batch=runtime.n_threads or auto_threads(), n_batch=runtime.n_batch,
-        n_gpu_layers=runtime.n_gpu_layers, seed=runtime.seed, verbose=False,
+        n_gpu_layers=runtime.n_gpu_layers, seed=runtime.seed, flash_attn=FLASH_ATTENTION, verbose=False,
     )
     messages = [{"role": "system", "content": persona.poet_system}, {"role": "user", "content": BRIEF}]
     prompt = backend.prompt_tokens(messages)
@@ -112,6 +117,63 @@ def speed_ratio(settings, persona, choices, runs: int, max_tokens: int) -> dict[
     return med
 
 
+def compare_lookup(name: str, chat: RoleChat, request: str, limit: int, runs: int, seed: int) -> tuple[float, str]:
+    """One reply generated with lookup and without, interleaved from the same conversation
+    (so the same KV-cache prefix and seed); (tokens/s with ÷ without, or 0 when the texts
+    differ; the text)."""
+    turns = list(chat.conversation.turns)
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    texts: dict[bool, set[str]] = {True: set(), False: set()}
+    stats = {}
+    # The first pair is not counted: the first reply evaluates the new turn in one large
+    # batch, the others take it from the KV cache and re-evaluate only its last token, and
+    # llama.cpp's large-batch arithmetic differs from its one-token arithmetic, so that
+    # reply can differ from the rest whatever the lookup does.
+    for run in range(runs + 1):
+        for lookup in (False, True):
+            chat.restore(turns)
+            chat.backend.lookup = lookup
+            reply = chat.send(request, limit)
+            if run:
+                rates[lookup].append(reply.stats.tokens_per_second)
+                texts[lookup].add(reply.text)
+                stats[lookup] = reply.stats
+    chat.backend.lookup = True
+    same = len(texts[True] | texts[False]) == 1
+    on, off = (statistics.median(rates[k]) for k in (True, False))
+    s = stats[True]
+    print(f"{name} ({chat.role}, temperature {chat.sampling.temperature}, seed {seed}): {s.generated_tokens} tokens; "
+          f"lookup proposed {s.lookup_proposed}, accepted {s.lookup_accepted} ({s.lookup_acceptance:.0%}); "
+          f"identical text with and without: {same}")
+    print(f"  with lookup  median {on:6.1f} tok/s   runs: " + ", ".join(f"{v:.1f}" for v in rates[True]))
+    print(f"  without      median {off:6.1f} tok/s   runs: " + ", ".join(f"{v:.1f}" for v in rates[False]))
+    if not same:
+        print("  warning: the texts differ: lookup changed the output, so no speedup is claimed")
+    return (on / off if same else 0.0), next(iter(texts[True]))
+
+
+def lookup_speedups(settings, persona, choices, runs: int) -> dict[str, float]:
+    """Tokens/s with prompt lookup ÷ without: the Poet's revision of its draft from the
+    Educator's critique, then the Educator's follow-up critique of that revision."""
+    engine = Engine.from_settings(settings, persona, choices)
+    max_tokens = settings.inference.max_tokens
+    seed = settings.inference.runtime.seed
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SessionStore.open(Path(tmp) / "bench.db")
+        session = WorkshopSession.start(store, engine, mode="write", text=REQUEST, rounds=2, max_tokens=max_tokens)
+        for _ in range(3):  # brief, draft, critique
+            session.step()
+        critique = session.latest_critique.text
+        revision, revised = compare_lookup("revision", engine.poet, prompts.revise_request(critique, None),
+                                           max_tokens.draft, runs, seed)
+        poem = prompts.clean_poem(revised, engine.poet.backend.stop_texts)
+        followup, _ = compare_lookup("follow-up critique", engine.educator, prompts.followup_request(poem),
+                                     max_tokens.critique, runs, seed)
+        store.close()
+    engine.close()
+    return {"revision": revision, "followup_critique": followup}
+
+
 def later_round_share(settings, persona, choices) -> float:
     engine = Engine.from_settings(settings, persona, choices)
     with tempfile.TemporaryDirectory() as tmp:
@@ -130,7 +192,7 @@ def later_round_share(settings, persona, choices) -> float:
                          stats["generated_tokens"]))
         store.close()
     engine.close()
-    print(f"3-round session ({REQUEST!r}):")
+    print(f"3-round session ({REQUEST!r}), evaluated prompt tokens from llama.cpp's counters:")
     for r, action, prompt, evaluated, generated in rows:
         print(f"  round {r}  {action:<10} prompt {prompt:5d}  evaluated {evaluated:5d}  generated {generated:4d}")
     later = [row for row in rows if row[0] >= 2]
@@ -148,11 +210,15 @@ def main() -> int:
     threads = settings.inference.runtime.n_threads or auto_threads()
     print(f"model: {choices['poet'].path.name}; threads: {threads}")
     med = speed_ratio(settings, persona, choices, args.runs, args.tokens)
+    speedups = lookup_speedups(settings, persona, choices, args.runs)
     share = later_round_share(settings, persona, choices)
     ratio = med["engine"] / max(med["create_completion"], med["generate"])
     print(f"engine ÷ create_completion: {med['engine'] / med['create_completion']:.2f}; "
           f"engine ÷ bare generate loop: {med['engine'] / med['generate']:.2f}")
     print(f"goal engine_speed_ratio: {ratio:.2f} (target >= 0.95) {'met' if ratio >= 0.95 else 'missed'}")
+    revision = speedups["revision"]
+    print(f"goal revision_speedup: {revision:.2f} (target >= 1.5) {'met' if revision >= 1.5 else 'missed'}")
+    print(f"goal followup_critique_speedup: {speedups['followup_critique']:.2f} (target none) reported")
     print(f"goal later_round_eval_share: {share:.2f} (target <= 0.30) {'met' if share <= 0.30 else 'missed'}")
     return 0
 

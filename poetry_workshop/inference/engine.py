@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from poetry_workshop.config.schema import RoleThinking, Sampling
+from poetry_workshop.config.schema import PromptLookup, RoleThinking, Sampling
 from poetry_workshop.errors import PromptTooLongError
 from poetry_workshop.inference.conversation import Conversation, Turn
 from poetry_workshop.inference.llama_backend import Completion, GenerationStats
@@ -125,7 +125,8 @@ class Engine:
     """Both roles, each on its own model object, all inference on one thread."""
 
     def __init__(self, educator: RoleChat, poet: RoleChat, choices: dict[str, ModelChoice], on_close=None,
-                 thread=None, runtime=None, thinking: RoleThinking | None = None):
+                 thread=None, runtime=None, thinking: RoleThinking | None = None,
+                 lookup: PromptLookup | None = None):
         self.educator = educator
         self.poet = poet
         self.choices = choices
@@ -133,6 +134,7 @@ class Engine:
         self._thread = thread
         self._runtime = runtime
         self._thinking = thinking or RoleThinking()
+        self._lookup = lookup or PromptLookup()
 
     @classmethod
     def from_settings(cls, settings, persona, choices: dict[str, ModelChoice]) -> Engine:
@@ -142,13 +144,14 @@ class Engine:
         runtime = settings.inference.runtime
         sampling = settings.inference.sampling
         thinking = settings.inference.thinking
+        lookup = settings.inference.lookup
         # Validate both files before starting anything, so a bad poet path fails fast too.
         thread = InferenceThread()
         try:
             educator_backend = LlamaBackend(choices["educator"].path, runtime, thread, thinking.educator,
-                                            adapter=choices["educator"].adapter)
+                                            adapter=choices["educator"].adapter, lookup=lookup.educator)
             poet_backend = LlamaBackend(choices["poet"].path, runtime, thread, thinking.poet,
-                                        adapter=choices["poet"].adapter)
+                                        adapter=choices["poet"].adapter, lookup=lookup.poet)
         except BaseException:
             thread.close()
             raise
@@ -156,7 +159,7 @@ class Engine:
         engine = cls(
             RoleChat("educator", educator_backend, persona.educator_system, sampling.educator),
             RoleChat("poet", poet_backend, persona.poet_system, sampling.poet),
-            choices, thread=thread, runtime=runtime, thinking=thinking,
+            choices, thread=thread, runtime=runtime, thinking=thinking, lookup=lookup,
         )
 
         def close_all():
@@ -174,7 +177,7 @@ class Engine:
         from poetry_workshop.inference.llama_backend import LlamaBackend
 
         new = LlamaBackend(choice.path, self._runtime, self._thread, getattr(self._thinking, choice.role),
-                           adapter=choice.adapter)
+                           adapter=choice.adapter, lookup=getattr(self._lookup, choice.role))
         try:
             new.load()
         except BaseException:

@@ -6,7 +6,13 @@ Why each choice:
   and can report how many of them the KV cache already held.
 - llama-cpp-python reuses the KV cache for the longest token prefix shared with the previous
   call on the same object; conversations only ever append, so round k evaluates only the
-  new turn.
+  new turn. How many prompt tokens were evaluated is read from llama.cpp's own counters
+  (the context's performance data), so what is reported is what happened.
+- Prompt-lookup decoding (`_Decoding`): tokens the reply is likely to copy from the
+  conversation (`prompt_lookup`) are evaluated in one batch with logits at every position,
+  and each position is sampled by the same sampler chain plain decoding uses (same
+  penalties history, same random draws), accepted while the sample equals the candidate.
+  Every emitted token is the model's own sample, so the text is plain decoding's.
 - Control tokens (end of turn, role headers) are rendered as empty text by the detokenizer,
   so generation stops on their token ids, and on their literal text as a second guard.
 - A thinking model's reasoning is cut from the stream here, the one place every front end
@@ -20,7 +26,7 @@ import codecs
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +34,7 @@ from poetry_workshop.config.schema import Runtime, Sampling
 from poetry_workshop.errors import GenerationError, ModelFileError
 from poetry_workshop.inference.gguf_file import GGUFInfo, read_gguf, require_chat_template
 from poetry_workshop.inference.inference_thread import InferenceThread
+from poetry_workshop.inference.prompt_lookup import MAX_CANDIDATES, CandidateBudget, CheckCost, PromptLookup
 from poetry_workshop.inference.reasoning_filter import ReasoningFilter
 from poetry_workshop.inference.thinking import (
     THINK_CLOSE,
@@ -37,22 +44,36 @@ from poetry_workshop.inference.thinking import (
     thinking_template,
 )
 
+# Flash attention computes each query row the same way whatever the batch, so the logits of a
+# batch of lookup candidates are bit-identical to one-token decoding's. Without it the CPU
+# build picks its attention matmul kernel by shape: measured on the starter model, positions
+# checked in a batch differed from one-token decoding by up to 0.9 in a logit (1-2% in a
+# probability), enough to change a sampled reply within a few lines.
+FLASH_ATTENTION = True
+
 
 @dataclass
 class GenerationStats:
     """What one call cost: the figures the engine reports per call."""
 
     prompt_tokens: int
-    evaluated_tokens: int  # prompt tokens not already in the KV cache
+    evaluated_tokens: int  # prompt tokens llama.cpp evaluated: those not already in the KV cache
     generated_tokens: int  # reasoning included: what the call cost
     seconds: float
     finish_reason: str  # "stop" (end of turn), "length" (max_tokens), "cancelled"
     dropped_rounds: int = 0
     thinking_tokens: int = 0  # of the generated tokens, those spent reasoning in <think>…</think>
+    lookup_proposed: int = 0  # prompt-lookup candidates the model checked
+    lookup_accepted: int = 0  # of those, the ones its own samples confirmed (emitted at batch speed)
 
     @property
     def tokens_per_second(self) -> float:
         return self.generated_tokens / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def lookup_acceptance(self) -> float:
+        """Share of the proposed candidates the model confirmed (0 when none was proposed)."""
+        return self.lookup_accepted / self.lookup_proposed if self.lookup_proposed else 0.0
 
 
 @dataclass
@@ -68,14 +89,148 @@ def auto_threads() -> int:
     return max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
-def _reused_prefix(cached: Sequence[int], tokens: Sequence[int]) -> int:
-    """How many prompt tokens llama-cpp-python will take from its KV cache (its own rule)."""
-    n = 0
-    for a, b in zip(cached, tokens):
-        if a != b:
-            break
-        n += 1
-    return n - 1 if n == len(tokens) and n > 0 else n
+def _prompt_evaluated(llm) -> int:
+    """Prompt tokens llama.cpp evaluated since `_reset_counters`, from its own counters.
+
+    llama.cpp counts a decode of one token in `n_eval` and of several in `n_p_eval`, and
+    reports each count as at least 1, so a count is taken only where time was spent on it."""
+    import llama_cpp
+
+    data = llama_cpp.llama_perf_context(llm._ctx.ctx)
+    return (data.n_p_eval if data.t_p_eval_ms > 0 else 0) + (data.n_eval if data.t_eval_ms > 0 else 0)
+
+
+def _reset_counters(llm) -> None:
+    import llama_cpp
+
+    # Work queued before the reset is added to the counters at the next synchronize.
+    llama_cpp.llama_synchronize(llm._ctx.ctx)
+    llama_cpp.llama_perf_context_reset(llm._ctx.ctx)
+
+
+class _Decoding:
+    """The model's own samples after `prompt`, one token at a time, several positions per
+    llama.cpp call when a `PromptLookup` proposes what comes next.
+
+    The prompt goes through `Llama.generate` (its KV-cache prefix reuse and its sampler
+    chain, seeded as configured) up to the first sample; from there this loop evaluates
+    the last sample plus the candidates with logits at every position and samples each
+    position in order with that same chain, so the penalties history and the random draws
+    are plain decoding's. A sample that differs from its candidate is emitted and ends the
+    batch; the KV cache is cut back to the positions the samples confirmed. Uses
+    llama-cpp-python's `_ctx`, `_batch` and `_sampler` (pinned at 0.3.36), as its own
+    `generate` does."""
+
+    def __init__(self, llm, prompt: list[int], sampling: Sampling, max_tokens: int, cost: CheckCost | None):
+        """`cost` is the model's measured decode costs; None decodes plainly (no lookup)."""
+        self.llm = llm
+        self.prompt = prompt
+        self.sampling = sampling
+        self.max_tokens = max_tokens
+        self.lookup = PromptLookup(prompt) if cost is not None else None
+        self.budget = CandidateBudget(cost) if cost is not None else None
+        self.cost = cost
+        self._guess: list[int] = []  # a proposal not checked: the next tokens show if it was right
+        self.prompt_evaluated = 0
+        self.proposed = 0
+        self.accepted = 0
+
+    def _evaluate(self, tokens: list[int]) -> None:
+        """`Llama.eval` for a short run of tokens, asking for logits at every position."""
+        llm = self.llm
+        n_past = llm.n_tokens
+        llm._ctx.kv_cache_seq_rm(-1, n_past, -1)
+        llm._batch.set_batch(batch=tokens, n_past=n_past, logits_all=True)
+        llm._ctx.decode(llm._batch)
+        llm.input_ids[n_past : n_past + len(tokens)] = tokens
+        llm.n_tokens = n_past + len(tokens)
+        llm._requires_eval = False
+
+    def _keep(self, n: int) -> None:
+        """Drop the KV cache past position `n` (candidates the samples did not confirm)."""
+        llm = self.llm
+        if llm.n_tokens > n:
+            llm._ctx.kv_cache_seq_rm(-1, n, -1)
+            llm.n_tokens = n
+            # The last logits belong to a dropped position: the next prompt must re-evaluate.
+            llm._requires_eval = True
+
+    def _room(self, emitted: int) -> int:
+        """Candidates worth checking: no more than the reply may still need after the
+        pending token, and within the context and one llama.cpp batch."""
+        llm = self.llm
+        return min(self.max_tokens - emitted - 1, llm.n_ctx() - llm.n_tokens - 1, llm.n_batch - 1)
+
+    def _candidates(self, emitted: int) -> list[int]:
+        """What to check with the pending token: as many proposed tokens as pay their way."""
+        if self.lookup is None:
+            return []
+        room = self._room(emitted)
+        size = self.budget.size(room)
+        if size == 0:
+            self._guess = self.lookup.propose(min(room, MAX_CANDIDATES))
+            return []
+        self._guess = []
+        return self.lookup.propose(size)
+
+    def _emitted(self, token: int) -> None:
+        if self.lookup is None:
+            return
+        self.lookup.append(token)
+        if self._guess:
+            right = token == self._guess[0]
+            self.budget.observe(right)
+            self._guess = self._guess[1:] if right else []
+
+    def _check(self, batch: list[int]) -> None:
+        """Evaluate the pending token and its candidates, timing it for the budget."""
+        if self.cost is None:
+            self._evaluate(batch)
+            return
+        import llama_cpp
+
+        started = time.perf_counter()
+        self._evaluate(batch)
+        llama_cpp.llama_synchronize(self.llm._ctx.ctx)  # the sample would wait here anyway
+        self.cost.observe(len(batch) - 1, time.perf_counter() - started)
+
+    def tokens(self) -> Iterator[int]:
+        llm, s = self.llm, self.sampling
+        _reset_counters(llm)
+        stream = llm.generate(self.prompt, temp=s.temperature, top_p=s.top_p, top_k=s.top_k, min_p=s.min_p,
+                              repeat_penalty=s.repeat_penalty)
+        try:
+            token = next(stream)
+        finally:
+            stream.close()
+        self.prompt_evaluated = _prompt_evaluated(llm)
+        kept = llm.n_tokens
+        emitted = 0
+        try:
+            while True:
+                yield token
+                emitted += 1
+                self._emitted(token)
+                candidates = self._candidates(emitted)
+                self._check([token, *candidates])
+                self.proposed += len(candidates)
+                kept = llm.n_tokens - len(candidates)
+                for i in range(len(candidates) + 1):
+                    token = llm._sampler.sample(llm._ctx, i)
+                    if i == len(candidates):
+                        break
+                    confirmed = token == candidates[i]
+                    self.budget.observe(confirmed)
+                    if not confirmed:
+                        break
+                    self.accepted += 1
+                    yield token
+                    emitted += 1
+                    self.lookup.append(token)
+                    kept += 1
+                self._keep(kept)
+        finally:
+            self._keep(kept)
 
 
 class _StopText:
@@ -119,13 +274,15 @@ class LlamaBackend:
     """One GGUF file, one `Llama` object, used only on the shared inference thread."""
 
     def __init__(self, path: Path, runtime: Runtime, thread: InferenceThread, thinking: bool = False,
-                 adapter: Path | None = None):
+                 adapter: Path | None = None, lookup: bool = True):
         self.path = Path(path)
         self.adapter = Path(adapter) if adapter else None  # a LoRA adapter GGUF applied at load
         self.info: GGUFInfo = read_gguf(self.path)  # fails fast, before any load
         self.template = require_chat_template(self.info)
         self.thinking_template = thinking_template(self.template)
         self.thinking = thinking  # the role's setting: let a thinking model reason first
+        self.lookup = lookup  # prompt-lookup decoding: the same text, copied spans checked in batches
+        self._check_cost = CheckCost()  # this model's decode costs on this machine, for the lookup
         self.runtime = runtime
         self._thread = thread
         self._llm = None
@@ -152,6 +309,7 @@ class LlamaBackend:
                 n_gpu_layers=self.runtime.n_gpu_layers,
                 seed=self.runtime.seed,
                 lora_path=str(self.adapter) if self.adapter else None,
+                flash_attn=FLASH_ATTENTION,
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
@@ -250,7 +408,6 @@ class LlamaBackend:
             llm = self._ensure_loaded()
             prompt = self._render(messages)
             tokens = self._tokenize(prompt)
-            reused = _reused_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
             llm.set_seed(self.runtime.seed + seed_offset)
             started = time.perf_counter()
             reasoning = ReasoningFilter(emit, inside=opens_thought(prompt))
@@ -259,14 +416,8 @@ class LlamaBackend:
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             generated: list[int] = []
             finish = "length"
-            stream = llm.generate(
-                tokens,
-                temp=sampling.temperature,
-                top_p=sampling.top_p,
-                top_k=sampling.top_k,
-                min_p=sampling.min_p,
-                repeat_penalty=sampling.repeat_penalty,
-            )
+            decoding = _Decoding(llm, tokens, sampling, max_tokens, self._check_cost if self.lookup else None)
+            stream = decoding.tokens()
             try:
                 for token in stream:
                     # Checked before the token is accepted, so a cancel costs at most one token.
@@ -296,11 +447,13 @@ class LlamaBackend:
             reasoning.finish()
             return GenerationStats(
                 prompt_tokens=len(tokens),
-                evaluated_tokens=len(tokens) - reused,
+                evaluated_tokens=decoding.prompt_evaluated,
                 generated_tokens=len(generated),
                 seconds=time.perf_counter() - started,
                 finish_reason=finish,
                 thinking_tokens=thinking_tokens,
+                lookup_proposed=decoding.proposed,
+                lookup_accepted=decoding.accepted,
             )
 
         parts: list[str] = []
