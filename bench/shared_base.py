@@ -122,9 +122,11 @@ def merged_gguf(converter: Path, adapter: Path, base_dir: str, work: Path, out: 
 # ------------------------------------------------------------------------ memory, in a fresh process
 
 
-def pss_kib() -> int:
+def pss_kib() -> dict[str, int]:
+    """This process's proportional set size: in all, and its file-backed part (a mapped
+    model's weights) and anonymous part (copies of weights, KV caches, buffers)."""
     text = Path("/proc/self/smaps_rollup").read_text()
-    return int(re.search(r"^Pss:\s+(\d+) kB", text, re.M).group(1))
+    return {key: int(re.search(rf"^{key}:\s+(\d+) kB", text, re.M).group(1)) for key in ("Pss", "Pss_File", "Pss_Anon")}
 
 
 def proposed_backend_load(path: str, adapter: str | None, runtime, threads: int):
@@ -159,7 +161,7 @@ def measure_memory(spec: dict) -> dict:
     from poetry_workshop.inference.inference_thread import InferenceThread
     from poetry_workshop.inference.llama_backend import LlamaBackend
 
-    runtime = load_settings().inference.runtime
+    runtime = load_settings().inference.runtime  # the app's n_ctx and n_batch
     runtime.n_threads = spec["threads"]
     before = pss_kib()
     if spec["load"] == "app":
@@ -172,7 +174,8 @@ def measure_memory(spec: dict) -> dict:
         roles = [proposed_backend_load(model, adapter, runtime, spec["threads"]) for model, adapter in spec["roles"]]
         for llm in roles:
             llm.create_chat_completion(PROMPT, max_tokens=16, temperature=0.0)
-    return {"before_kib": before, "after_kib": pss_kib()}
+    after = pss_kib()
+    return {key: after[key] - before[key] for key in after} | {"before": before["Pss"], "after": after["Pss"]}
 
 
 def memory_in_subprocess(load: str, roles: list[tuple[str, str | None]], threads: int) -> dict:
@@ -226,7 +229,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=8, help="optimiser steps per adapter")
     parser.add_argument("--runs", type=int, default=5, help="interleaved decode runs per configuration")
     parser.add_argument("--tokens", type=int, default=64, help="tokens decoded per run")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=0, help="0: the app's own choice (all cores but one)")
     parser.add_argument("--measure-memory", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure_memory:
@@ -234,10 +237,12 @@ def main() -> int:
         return 0
 
     from poetry_workshop.config.schema import ExportSettings
+    from poetry_workshop.inference.llama_backend import auto_threads
     from poetry_workshop.pipeline.training.base_model import resolve_base
     from poetry_workshop.pipeline.training.gguf_export import fetch_converter
 
     log = lambda message: print(message, file=sys.stderr, flush=True)
+    threads = args.threads or auto_threads()
     ex = ExportSettings()
     converter = fetch_converter(ex.converter_version, ex.converter_sha256, log)
     base_dir = resolve_base(str(STARTER), log)
@@ -257,17 +262,19 @@ def main() -> int:
         figures = {}
         for load in ("app", "mmap"):
             for name, roles in (("shared", shared), ("merged", separate)):
-                got = memory_in_subprocess(load, roles, args.threads)
-                figures[load, name] = got["after_kib"] - got["before_kib"]
-                log(f"{load:>4} {name:>6}: PSS {got['before_kib'] / 1024:.0f} -> {got['after_kib'] / 1024:.0f} MiB, "
-                    f"the two roles {figures[load, name] / 1024:.0f} MiB")
+                got = figures[load, name] = memory_in_subprocess(load, roles, threads)
+                log(f"{load:>4} {name:>6}: PSS {got['before'] / 1024:.0f} -> {got['after'] / 1024:.0f} MiB; the two "
+                    f"roles {got['Pss'] / 1024:.0f} MiB: mapped files {got['Pss_File'] / 1024:.0f}, anonymous "
+                    f"{got['Pss_Anon'] / 1024:.0f}")
         adapter_tps, merged_tps = decode_ratio(str(STARTER), adapters["educator"], merged["educator"], args.runs,
-                                               args.tokens, args.threads)
-    log(f"decode: base + adapter {adapter_tps:.1f} tok/s, merged {merged_tps:.1f} tok/s "
+                                               args.tokens, threads)
+    log(f"decode on {threads} thread(s): base + adapter {adapter_tps:.1f} tok/s, merged {merged_tps:.1f} tok/s "
         f"(median of {args.runs} interleaved runs of {args.tokens} tokens)")
-    proposed = figures["mmap", "shared"] / figures["mmap", "merged"]
-    print(f"shared_base_memory_ratio with the base mapped (the proposed LlamaBackend load): {proposed:.2f}")
-    memory = figures["app", "shared"] / figures["app", "merged"]
+    proposed = figures["mmap", "shared"]["Pss"] / figures["mmap", "merged"]["Pss"]
+    weights = figures["mmap", "shared"]["Pss_File"] / figures["mmap", "merged"]["Pss_File"]
+    print(f"shared_base_memory_ratio with the base mapped (the proposed LlamaBackend load): {proposed:.2f} "
+          f"(its mapped weights alone: {weights:.2f}; the rest is two KV caches and buffers, the same on both sides)")
+    memory = figures["app", "shared"]["Pss"] / figures["app", "merged"]["Pss"]
     print(f"goal shared_base_memory_ratio: {memory:.2f} (target <= 0.6) {'met' if memory <= 0.6 else 'missed'}")
     decode = adapter_tps / merged_tps
     print(f"goal adapter_decode_ratio: {decode:.2f} (target >= 0.85) {'met' if decode >= 0.85 else 'missed'}")

@@ -196,6 +196,11 @@ def _tensor_shapes(reader: _Reader, count: int) -> dict[str, tuple[int, ...]]:
 
 
 def require_chat_template(info: GGUFInfo) -> str:
+    if info.kind == "adapter":  # it has no template because it is not a model at all
+        raise ModelFileError(
+            f"{info.path}: a LoRA adapter, not a model; give it with the base it was exported for: "
+            f"`workshop models use ROLE BASE.gguf --adapter {info.path}`"
+        )
     template = info.chat_template
     if template is None:
         raise ModelFileError(

@@ -81,6 +81,9 @@ def _row(name: str, path: Path, source: str, roles: tuple[str, ...], settings, a
         info = read_gguf(path)
     except WorkshopError as exc:
         return ModelRow(name, path, source, roles, None, None, "-", str(exc).split(": ", 1)[-1])
+    if info.kind == "adapter":
+        return ModelRow(name, path, source, roles, None, None, "-",
+                        "a LoRA adapter, not a model: `workshop models use ROLE BASE --adapter FILE`")
     fit = memory_fit(info, settings.inference.runtime.n_ctx, available)
     if not info.thinking.thinks:
         thinking = "-"

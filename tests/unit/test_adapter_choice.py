@@ -120,3 +120,11 @@ def test_choosing_a_wrong_adapter_fails_before_anything_loads(tmp_path, starter_
         choose_models(settings)
     listed = choose_models(settings, check_adapters=False)  # the model list shows it as a problem instead
     assert listed["poet"].adapter == starter_gguf
+
+
+def test_an_adapter_given_as_a_model_says_how_to_use_it(tmp_path):
+    from poetry_workshop.inference.gguf_file import require_chat_template
+
+    adapter = write_adapter(tmp_path / "educator.lora.gguf")
+    with pytest.raises(ModelFileError, match=r"educator\.lora\.gguf: a LoRA adapter, not a model; .*--adapter"):
+        require_chat_template(read_gguf(adapter))
