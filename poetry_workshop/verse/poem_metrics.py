@@ -148,7 +148,6 @@ class LlmIsmMatcher:
                 self.single.setdefault(tokens[0], []).append((ism.category, ism.weight))
             elif tokens:
                 self.multi.setdefault(tokens[:2], []).append((tokens, ism.category, ism.weight))
-        self._firsts = frozenset(first for first, _ in self.multi)  # first words of the longer phrases
         self._literal_cache: dict[str, list[Hit]] = {}
         self._patterns_for: dict[tuple[str, ...] | None, list] = {}
 
@@ -207,19 +206,16 @@ class LlmIsmMatcher:
         """(token index, phrase length, category, weight) of every literal entry, in order.
         Set intersections (in C) decide whether any phrase can occur; only then is the
         text searched for where."""
-        present = set(tokens)
+        words_in = set(tokens) & self.single.keys()
+        pairs_in = set(zip(tokens, tokens[1:])) & self.multi.keys() if len(tokens) > 1 else set()
         found = []
-        for word in present & self.single.keys():
+        for word in words_in:
             for i in _positions(tokens, word):
                 found.extend((i, 1, category, weight) for category, weight in self.single[word])
-        # Only where a longer phrase's first word occurs is the word after it looked at (no
-        # pair of every two words is built).
-        multi, last = self.multi, len(tokens) - 1
-        for first in present & self._firsts:
+        for first, second in pairs_in:
             for i in _positions(tokens, first):
-                entries = multi.get((first, tokens[i + 1])) if i < last else None
-                if entries:
-                    for phrase, category, weight in entries:
+                if i + 1 < len(tokens) and tokens[i + 1] == second:
+                    for phrase, category, weight in self.multi[(first, second)]:
                         if tuple(tokens[i:i + len(phrase)]) == phrase:
                             found.append((i, len(phrase), category, weight))
         found.sort()

@@ -75,14 +75,15 @@ def _check_in_worker(index: int) -> tuple[list[Failure], Fingerprint | None]:
     return _verdict(_worker_gate, _worker_records[index])
 
 
-def _checked(gate: QualityGate, records: list[dict], workers: int):
-    """(record, failures, fingerprint) in input order; the checks run in `workers` processes
-    when there are many. Workers are sent indexes, not records: a forked worker already
-    holds the list."""
+@contextmanager
+def _verdicts_started(gate: QualityGate, records: list[dict], workers: int):
+    """Checks of every record started now in `workers` processes, when there are enough to be
+    worth them: yields an iterator of (record, failures, fingerprint) in input order, or None
+    (the checks then run here, as they are asked for). Workers are sent indexes, not records:
+    a forked worker already holds the list. Leaving the block stops the workers."""
     global _worker_gate, _worker_records
     if workers <= 1 or len(records) < PARALLEL_FROM:
-        for record in records:
-            yield record, *_verdict(gate, record)
+        yield None
         return
     import multiprocessing
 
@@ -93,25 +94,37 @@ def _checked(gate: QualityGate, records: list[dict], workers: int):
     try:
         initargs = (None, None) if forked else (gate, records)
         with multiprocessing.Pool(workers, initializer=_start_worker, initargs=initargs) as pool:
-            for record, (failures, print_) in zip(records, pool.imap(_check_in_worker, range(len(records)),
-                                                                     chunksize=256)):
-                yield record, failures, print_
+            results = pool.imap(_check_in_worker, range(len(records)), chunksize=256)
+            yield ((record, failures, print_) for record, (failures, print_) in zip(records, results))
     finally:
         _worker_gate, _worker_records = None, []
         gc.unfreeze()
+
+
+def _checked(gate: QualityGate, records: list[dict], workers: int):
+    """(record, failures, fingerprint) in input order; the checks run in `workers` processes
+    when there are many."""
+    with _verdicts_started(gate, records, workers) as started:
+        if started is not None:
+            yield from started
+            return
+        for record in records:
+            yield record, *_verdict(gate, record)
 
 
 def default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def run_gate(gate: QualityGate, records: Iterable[dict], keep, reject, workers: int = 1) -> GateReport:
+def run_gate(gate: QualityGate, records: Iterable[dict], keep, reject, workers: int = 1,
+             verdicts: Iterable[tuple] | None = None) -> GateReport:
     """Check every record; `keep(record)` and `reject(entry)` receive the results in order.
-    Near-duplicates are decided here, in order, so the first of a set is the one kept."""
+    Near-duplicates are decided here, in order, so the first of a set is the one kept.
+    `verdicts`, when given, are the records' checks already under way (`_verdicts_started`)."""
     report = GateReport()
     per_task: Counter[str] = Counter()  # records seen of each task
     failed: Counter[tuple[str, str]] = Counter()  # (rule, task) -> records that failed it
-    for record, failures, print_ in _checked(gate, list(records), workers):
+    for record, failures, print_ in verdicts if verdicts is not None else _checked(gate, list(records), workers):
         task = record["task"]
         per_task[task] += 1
         if not failures:
@@ -235,15 +248,6 @@ def _gate_file(settings, input_path: Path, output: Path | None, reject_log: Path
         warn(line)
     if not records:
         raise ConfigError(f"{input_path}: no usable records in it (see the warnings); nothing was written")
-    split = split_by_version(records)
-    note = split.describe_older(str(input_path), include_older_versions)
-    if note:
-        warn(note)
-    if not include_older_versions:
-        records = split.current
-        if not records:
-            raise ConfigError(f"{input_path}: all {len(split.older)} records were made with an earlier prompt version; "
-                              "regenerate them, or add --include-older-versions to gate them; nothing was written")
     output = output or locations.data_dir() / "gated" / f"{input_path.stem}.jsonl"
     reject_log = reject_log or output.with_name(f"{output.stem}.rejects.jsonl")
     if output.resolve() == input_path.resolve():
@@ -257,7 +261,24 @@ def _gate_file(settings, input_path: Path, output: Path | None, reject_log: Path
 
     kept: list[dict] = []
     rejects: list[dict] = []
-    report = run_gate(gate, records, kept.append, rejects.append, workers=default_workers())
+    with _verdicts_started(gate, records, default_workers()) as started:
+        # Each task's prompt version takes the API SDK to work out (about a second to import):
+        # done while the workers check. Records of an older version are checked for nothing
+        # when left out, a rare case (one regenerates them).
+        split = split_by_version(records)
+        note = split.describe_older(str(input_path), include_older_versions)
+        if note:
+            warn(note)
+        if not include_older_versions:
+            if not split.current:
+                raise ConfigError(f"{input_path}: all {len(split.older)} records were made with an earlier prompt "
+                                  "version; regenerate them, or add --include-older-versions to gate them; nothing "
+                                  "was written")
+            if started is not None and split.older:
+                current = {id(r) for r in split.current}
+                started = (v for v in started if id(v[0]) in current)
+            records = split.current
+        report = run_gate(gate, records, kept.append, rejects.append, workers=default_workers(), verdicts=started)
     write_jsonl_atomic(output, kept)
     write_jsonl_atomic(reject_log, rejects)
     return GateRun(output, reject_log, report, baseline, source, len(split.older), include_older_versions)
