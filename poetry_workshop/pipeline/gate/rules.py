@@ -265,6 +265,8 @@ class QualityGate:
 
     def copying(self, text: str, label: str, source: str | None = None) -> list[Failure]:
         """Verbatim runs from the person's poems (or the record's own source poem)."""
+        if source is None and not self._sources:  # no poems of the person's to copy from
+            return []
         n = self.cfg.hygiene.copy_ngram
         grams = pm.ngrams(pm.words(text), n)
         if not grams:
@@ -273,8 +275,6 @@ class QualityGate:
             shared = len(grams & pm.ngrams(pm.words(source), n)) / len(grams)
             where = "its source poem"
         else:
-            if not self._sources:  # no poems of the person's to copy from
-                return []
             hits = Counter(self._sources[g] for g in map(" ".join, grams) if g in self._sources)
             if not hits:
                 return []
