@@ -130,15 +130,15 @@ class LlmIsmMatcher:
         self.single: dict[str, list[tuple[str, float]]] = {}  # one-word phrase -> (category, weight)
         # first two words -> (phrase, category, weight)
         self.multi: dict[tuple[str, str], list[tuple[tuple[str, ...], str, float]]] = {}
-        # `re:` entries, each with alternatives of which one must occur for it to match: the
-        # most selective group _required finds (longest shortest member), or None.
-        self.patterns: list[tuple[re.Pattern[str], str, float, tuple[str, ...] | None]] = []
+        # `re:` entries, each with the groups of alternatives _required finds, one of each of
+        # which must occur for it to match (no group: it always runs).
+        self.patterns: list[tuple[re.Pattern[str], str, float, tuple[tuple[str, ...], ...]]] = []
         seen: set[tuple[str, tuple[str, ...]]] = set()
         for ism in self.isms:
             if ism.source.startswith("re:"):
-                groups = _required(ism.pattern)
-                best = max(groups, key=lambda g: min(map(len, g)), default=None)
-                self.patterns.append((ism.pattern, ism.category, ism.weight, best))
+                # Every group must occur; the most selective is looked for first.
+                groups = tuple(sorted(_required(ism.pattern), key=lambda g: -min(map(len, g))))
+                self.patterns.append((ism.pattern, ism.category, ism.weight, groups))
                 continue
             tokens = tuple(map(self.key, _token_texts(ism.source)))
             if (ism.category, tokens) in seen:
@@ -166,7 +166,7 @@ class LlmIsmMatcher:
         out = list(literal) if wanted is None else [h for h in literal if h.category in wanted]
         contains = text.lower().__contains__ if patterns else None
         for pattern, category, weight, required in patterns:
-            if required is None or any(map(contains, required)):
+            if all(any(map(contains, group)) for group in required):
                 starts = _nonblank_line_starts(text)
                 out.extend(Hit(category, " ".join(m.group(0).split()), weight,
                                max(1, bisect.bisect_right(starts, m.start())), m.start(), m.end())
@@ -253,15 +253,16 @@ def _positions(tokens: list[str], word: str) -> list[int]:
 def _required(pattern: re.Pattern[str]) -> list[tuple[str, ...]]:
     """Literal text a regular expression cannot match without, as groups of alternatives
     (one of each group must occur, lower-cased): `\bnot [^.]{3,60}\bbut\b` needs "not "
-    and "but". Checking those with `in` first spares running most patterns over most
-    texts. Anything the parse does not make plain yields no requirement (always run)."""
+    and "but", `\bhere['’]s ` needs "here's " or "here’s ", `^#{1,6}` needs "#". Checking
+    those with `in` first spares running most patterns over most texts. Anything the parse
+    does not make plain yields no requirement (always run)."""
     try:
         import re._parser as parser  # the parser behind `re`; its shape is stable since 3.11
 
         items = list(parser.parse(pattern.pattern))
     except Exception:
         return []
-    literal, branch = parser.LITERAL, parser.BRANCH
+    literal, branch, in_, repeat = parser.LITERAL, parser.BRANCH, parser.IN, parser.MAX_REPEAT
 
     def prefix(seq) -> str:
         out = []
@@ -271,18 +272,24 @@ def _required(pattern: re.Pattern[str]) -> list[tuple[str, ...]]:
             out.append(chr(arg))
         return "".join(out).lower()
 
-    groups, run = [], []
+    groups: list[tuple[str, ...]] = []
+    runs = [""]  # the literal text read since the last gap, as its alternatives
     for op, arg in items + [(None, None)]:
         if op is literal:
-            run.append(chr(arg))
+            runs = [r + chr(arg) for r in runs]
             continue
-        if len(run) >= 2:
-            groups.append(("".join(run).lower(),))
-        run = []
+        if op is in_ and runs[0] and len(arg) <= 4 and all(o is literal for o, _ in arg):
+            runs = [r + chr(c) for r in runs for _, c in arg]  # one of a few characters: ['’]
+            continue
+        if min(map(len, runs)) >= 2:
+            groups.append(tuple(dict.fromkeys(r.lower() for r in runs)))
+        runs = [""]
         if op is branch:
             heads = tuple(prefix(seq) for seq in arg[1])
             if all(len(h) >= 2 for h in heads):
                 groups.append(heads)
+        elif op is repeat and arg[0] >= 1 and len(arg[2]) == 1 and arg[2][0][0] is literal:
+            groups.append((chr(arg[2][0][1]).lower(),))  # "#{1,6}" needs a "#"
     return groups
 
 
