@@ -52,6 +52,22 @@ from poetry_workshop.inference.thinking import (
 FLASH_ATTENTION = True
 
 
+def lookup_is_exact(threads: int, n_gpu_layers: int) -> bool:
+    """Whether a batch of candidates gets the logits one-token decoding would, so lookup
+    keeps plain decoding's text.
+
+    On the CPU with several threads, llama.cpp's one-token flash attention splits a long
+    KV cache (from about 512 tokens) across the threads and adds the parts in another
+    order than a batch does; a Q4 model quantizes its activations to 8 bits, which turns
+    that last-bit difference into up to ~1 in a logit (measured on the starter model), so
+    a sampled reply soon parts ways. With one thread the two are bit-identical (measured,
+    short and long contexts). With the layers on a GPU this is not measured here."""
+    import llama_cpp
+
+    on_gpu = n_gpu_layers != 0 and llama_cpp.llama_supports_gpu_offload()
+    return on_gpu or threads == 1
+
+
 @dataclass
 class GenerationStats:
     """What one call cost: the figures the engine reports per call."""
@@ -298,7 +314,7 @@ class LlamaBackend:
         from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        threads = self.runtime.n_threads or auto_threads()
+        threads = self.threads
         try:
             llm = Llama(
                 model_path=str(self.path),
@@ -375,6 +391,10 @@ class LlamaBackend:
 
     # ------------------------------------------------------------------- from any thread
     @property
+    def threads(self) -> int:
+        return self.runtime.n_threads or auto_threads()
+
+    @property
     def n_ctx(self) -> int:
         return self.runtime.n_ctx
 
@@ -416,7 +436,8 @@ class LlamaBackend:
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             generated: list[int] = []
             finish = "length"
-            decoding = _Decoding(llm, tokens, sampling, max_tokens, self._check_cost if self.lookup else None)
+            lookup = self.lookup and lookup_is_exact(self.threads, self.runtime.n_gpu_layers)
+            decoding = _Decoding(llm, tokens, sampling, max_tokens, self._check_cost if lookup else None)
             stream = decoding.tokens()
             try:
                 for token in stream:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from poetry_workshop.inference.prompt_lookup import MAX_CANDIDATES, PromptLookup
+from poetry_workshop.inference.prompt_lookup import MAX_CANDIDATES, CandidateBudget, CheckCost, PromptLookup
 
 
 def test_a_copied_line_is_proposed_after_its_first_two_tokens():
@@ -71,3 +71,52 @@ def test_ngram_sizes_are_checked():
         PromptLookup(min_ngram=3, max_ngram=2)
     with pytest.raises(ValueError):
         PromptLookup(min_ngram=0)
+
+
+# ---------------------------------------------------------------- how many to check
+
+
+def costs(single: float | None, per_candidate: float | None) -> CheckCost:
+    cost = CheckCost()
+    cost.single, cost.per_candidate = single, per_candidate
+    return cost
+
+
+def test_a_plain_step_comes_first_then_one_full_check_to_learn_its_cost():
+    assert CandidateBudget(costs(None, None)).size(10) == 0
+    assert CandidateBudget(costs(0.02, None)).size(10) == 10
+    assert CandidateBudget(costs(0.02, None)).size(0) == 0
+
+
+def test_cheap_checks_are_used_to_the_full():
+    # A GPU-like machine: a candidate adds 2% of a decode.
+    assert CandidateBudget(costs(0.02, 0.0004), acceptance=0.8).size(10) == 10
+
+
+def test_dear_checks_are_not_made_unless_nearly_every_guess_is_right():
+    # This CPU: a candidate adds 80% of a decode, so a guess must almost always be right.
+    dear = costs(0.025, 0.02)
+    assert CandidateBudget(dear, acceptance=0.5).size(10) == 0
+    assert CandidateBudget(dear, acceptance=0.95).size(10) > 0
+
+
+def test_acceptance_follows_what_is_confirmed():
+    budget = CandidateBudget(costs(0.02, 0.004), acceptance=0.5)
+    many = budget.size(10)
+    for _ in range(6):
+        budget.observe(False)
+    assert budget.acceptance < 0.2 and budget.size(10) < many
+    for _ in range(12):
+        budget.observe(True)
+    assert budget.acceptance > 0.9 and budget.size(10) >= many
+
+
+def test_costs_are_running_averages_of_measured_decodes():
+    cost = CheckCost()
+    cost.observe(4, 0.1)  # nothing to compare a batch with yet
+    assert cost.per_candidate is None
+    cost.observe(0, 0.02)
+    cost.observe(4, 0.06)
+    assert cost.single == pytest.approx(0.02) and cost.per_candidate == pytest.approx(0.01)
+    cost.observe(0, 0.04)
+    assert 0.02 < cost.single < 0.04

@@ -1,0 +1,152 @@
+"""Prompt-lookup decoding on the real starter model: a revision and a critique come out the
+same with lookup and without, greedy and sampled at a fixed seed, and a revision's copied
+lines are confirmed in batches.
+
+Each generation runs on a freshly loaded model, so both sides evaluate the prompt the same
+way (in one large batch) and differ only in how the reply is decoded. One CPU thread: the
+setting where llama.cpp's batched and one-token arithmetic are bit-identical, and the one
+`auto_threads` picks on a two-core machine (with more, lookup turns itself off on the CPU;
+see `lookup_is_exact`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from poetry_workshop.config.schema import Runtime, Sampling
+from poetry_workshop.inference.inference_thread import InferenceThread
+from poetry_workshop.inference.llama_backend import Completion, LlamaBackend
+from poetry_workshop.inference.prompt_lookup import CheckCost
+from poetry_workshop.workshop import prompts
+from poetry_workshop.workshop.persona import load_persona
+
+pytestmark = pytest.mark.model
+
+POEM = """The tide goes out beneath a paper moon,
+it drags the harbour lights across the sand,
+a gull stands on one leg and waits for noon,
+the ropes lie slack and salted in my hand."""
+
+CRITIQUE = (
+    "Line 3: 'waits for noon' is there for the rhyme; a gull at night waits for something else. "
+    "Lines 1, 2 and 4 are exact and plain: keep them word for word."
+)
+
+BRIEF = "Form: quatrain. Speaker: a fisherman. Anchor: low tide at night. Register: plain. Constraint: rhyme."
+
+GREEDY = Sampling(temperature=0.0, top_p=0.95, top_k=40, min_p=0.05, repeat_penalty=1.1)
+SAMPLED = Sampling(temperature=0.9, top_p=0.95, top_k=40, min_p=0.05, repeat_penalty=1.1)
+
+
+class CheapChecks(CheckCost):
+    """Costs as on a machine where a decode waits on memory (a GPU, Apple silicon): checking
+    a candidate adds little, so the budget checks as many as it can. Fixed, so the test does
+    not depend on this machine's load."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.single, self.per_candidate = 0.02, 0.001
+
+    def observe(self, candidates: int, seconds: float) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def thread():
+    t = InferenceThread()
+    yield t
+    t.close()
+
+
+@pytest.fixture(scope="module")
+def persona():
+    return load_persona()
+
+
+def revision(persona) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": persona.poet_system},
+        {"role": "user", "content": prompts.draft_request(BRIEF)},
+        {"role": "assistant", "content": POEM},
+        {"role": "user", "content": prompts.revise_request(CRITIQUE, None)},
+    ]
+
+
+def critique(persona) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": persona.educator_system},
+        {"role": "user", "content": prompts.critique_request(POEM)},
+    ]
+
+
+def generate(thread, gguf, messages, sampling, lookup: bool, cost: CheckCost | None = None,
+             max_tokens: int = 160) -> Completion:
+    backend = LlamaBackend(gguf, Runtime(n_ctx=2048, n_threads=1, seed=42), thread, lookup=lookup)
+    if cost is not None:
+        backend._check_cost = cost
+    try:
+        return backend.generate(messages, max_tokens, sampling)
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize("sampling", [GREEDY, SAMPLED], ids=["greedy", "sampled"])
+@pytest.mark.parametrize("conversation", [revision, critique], ids=["revision", "critique"])
+def test_lookup_writes_what_plain_decoding_writes(thread, starter_gguf, persona, conversation, sampling):
+    messages = conversation(persona)
+    plain = generate(thread, starter_gguf, messages, sampling, lookup=False)
+    looked = generate(thread, starter_gguf, messages, sampling, lookup=True, cost=CheapChecks())
+    assert plain.stats.generated_tokens > 20
+    assert looked.text == plain.text
+    assert looked.stats.generated_tokens == plain.stats.generated_tokens
+    assert looked.stats.finish_reason == plain.stats.finish_reason
+    assert plain.stats.lookup_proposed == 0
+    assert looked.stats.lookup_proposed > 0
+    assert looked.stats.lookup_accepted <= looked.stats.lookup_proposed
+    if conversation is revision:
+        # The revision copies the lines the critique said to keep.
+        assert "harbour lights across the sand" in looked.text
+        assert looked.stats.lookup_accepted > 0 and looked.stats.lookup_acceptance > 0
+
+
+def test_measured_costs_keep_the_text_too(thread, starter_gguf, persona):
+    """With this machine's own measured costs the budget checks fewer candidates, or none;
+    the text is plain decoding's either way."""
+    messages = revision(persona)
+    plain = generate(thread, starter_gguf, messages, SAMPLED, lookup=False)
+    looked = generate(thread, starter_gguf, messages, SAMPLED, lookup=True)
+    assert looked.text == plain.text
+    assert looked.stats.lookup_accepted <= looked.stats.lookup_proposed
+
+
+def test_a_stop_inside_a_batch_leaves_the_cache_fit_for_the_next_round(thread, starter_gguf, persona):
+    """A reply that ends (here at max_tokens) among confirmed candidates cuts the KV cache
+    back, so the next round reuses the conversation and still matches plain decoding."""
+    backends = {
+        lookup: LlamaBackend(starter_gguf, Runtime(n_ctx=2048, n_threads=1, seed=42), thread, lookup=lookup)
+        for lookup in (False, True)
+    }
+    backends[True]._check_cost = CheapChecks()
+    try:
+        texts = {}
+        for lookup, backend in backends.items():
+            messages = revision(persona)
+            first = backend.generate(messages, 12, GREEDY)
+            messages += [{"role": "assistant", "content": first.text},
+                         {"role": "user", "content": "Once more, the whole poem."}]
+            second = backend.generate(messages, 60, GREEDY)
+            assert second.stats.evaluated_tokens < second.stats.prompt_tokens / 2
+            texts[lookup] = (first.text, second.text)
+        assert texts[True] == texts[False]
+    finally:
+        for backend in backends.values():
+            backend.close()
+
+
+def test_lookup_stands_down_where_batches_would_change_the_text(thread, starter_gguf, persona):
+    backend = LlamaBackend(starter_gguf, Runtime(n_ctx=2048, n_threads=2, n_gpu_layers=0, seed=42), thread, lookup=True)
+    backend._check_cost = CheapChecks()
+    try:
+        reply = backend.generate(revision(persona), 40, GREEDY)
+    finally:
+        backend.close()
+    assert reply.stats.generated_tokens > 0 and reply.stats.lookup_proposed == 0
