@@ -49,6 +49,7 @@ POEM_REFRESH_S = 0.2  # the streaming poem redraws five times a second
 CHUNK_BATCH_S = 0.05  # streamed text reaches the UI at most twenty times a second
 SPINNER_S = 0.1  # the "reading the prompt" spinner turns ten times a second
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+GUTTER_STREAM_S = 1.0  # the gutter follows a streaming draft once a second (every key while editing)
 _TITLES = {"brief": "Brief", "critique": "Critique", "answer": "Answer", "request": "Request", "question": "Question"}
 
 
@@ -115,6 +116,7 @@ class WorkshopScreen(Screen):
         self._spinner = None
         self._undo: list[Checkpoint] = []
         self._quoted: list[str] = []
+        self._gutter_drawn = 0.0
         self.gutter_on = studio.settings.app.app.gutter
 
     # ------------------------------------------------------------------ layout
@@ -238,8 +240,15 @@ class WorkshopScreen(Screen):
             self.query_one(CraftGutter).show_poem(self.query_one(PoemArea).text, self._quoted)
 
     def on_text_area_changed(self, event) -> None:
-        # Live while the person edits (and as the Poet's lines arrive).
-        if event.text_area.id == "poem":
+        if event.text_area.id != "poem":
+            return
+        if not self.busy:
+            self._update_gutter()  # live, key by key, while the person edits
+            return
+        # While the Poet streams, once a second is enough and keeps keys quick.
+        now = time.perf_counter()
+        if now - self._gutter_drawn >= GUTTER_STREAM_S:
+            self._gutter_drawn = now
             self._update_gutter()
 
     def _draft_number(self, draft: Node) -> int:
