@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -257,7 +258,11 @@ def main() -> int:
             merged[role] = str(merged_gguf(converter, taught, base_dir, work / role, work / f"{role}.Q4_1.gguf", "Q4_1"))
             log(f"{role}: taught {args.steps} steps, adapter {Path(adapters[role]).stat().st_size / 1e6:.1f} MB, "
                 f"merged {Path(merged[role]).stat().st_size / 1e6:.0f} MB ({time.perf_counter() - start:.0f} s)")
-        shared = [(str(STARTER), adapters["educator"]), (str(STARTER), adapters["poet"])]
+        # A private copy of the base: other processes mapping the starter itself would take
+        # their share of its pages out of this process's PSS and flatter the shared side.
+        base = work / STARTER.name
+        shutil.copyfile(STARTER, base)
+        shared = [(str(base), adapters["educator"]), (str(base), adapters["poet"])]
         separate = [(merged["educator"], None), (merged["poet"], None)]
         figures = {}
         for load in ("app", "mmap"):
@@ -266,7 +271,7 @@ def main() -> int:
                 log(f"{load:>4} {name:>6}: PSS {got['before'] / 1024:.0f} -> {got['after'] / 1024:.0f} MiB; the two "
                     f"roles {got['Pss'] / 1024:.0f} MiB: mapped files {got['Pss_File'] / 1024:.0f}, anonymous "
                     f"{got['Pss_Anon'] / 1024:.0f}")
-        adapter_tps, merged_tps = decode_ratio(str(STARTER), adapters["educator"], merged["educator"], args.runs,
+        adapter_tps, merged_tps = decode_ratio(str(base), adapters["educator"], merged["educator"], args.runs,
                                                args.tokens, threads)
     log(f"decode on {threads} thread(s): base + adapter {adapter_tps:.1f} tok/s, merged {merged_tps:.1f} tok/s "
         f"(median of {args.runs} interleaved runs of {args.tokens} tokens)")

@@ -1,8 +1,7 @@
 """`workshop export ROLE --adapter`, for real and small: the tiny trained Educator (conftest's
 chain, two LoRA steps on the starter base) published as a LoRA adapter GGUF beside one
 base GGUF, validated on base + adapter, and run by the app; a second role trained on the
-same base reuses that base file; a base given a template at training carries it and its
-trained rows in its base GGUF."""
+same base reuses that base file; a converter folder from before adapters is fetched again."""
 
 from __future__ import annotations
 
@@ -13,9 +12,7 @@ import pytest
 
 from poetry_workshop.files import sha256_of
 from poetry_workshop.inference.gguf_file import read_adapter, read_gguf, require_chat_template
-from tests.chain.test_given_template import bare_base  # noqa: F401 - the fixture, used below
 from tests.support.cli import run_cli
-from tests.support.training import PAIRS, conversation
 
 pytestmark = pytest.mark.xdist_group("trained-educator")
 
@@ -78,30 +75,44 @@ def test_adapter_export_on_modal_is_refused_in_one_line(chain_copy):
         "(a Modal export publishes a merged model)"]
 
 
-def test_a_base_given_a_template_carries_it_and_its_rows_into_the_base_gguf(bare_base, tmp_path):  # noqa: F811
-    data = tmp_path / "data"
-    folder = data / "educator_training"
-    folder.mkdir(parents=True)
-    (folder / "train.jsonl").write_text("".join(json.dumps(conversation(q, a)) + "\n" for q, a in PAIRS * 2))
-    (folder / "valid.jsonl").write_text(json.dumps(conversation(*PAIRS[0])) + "\n")
-    env = {"POETRY_WORKSHOP_DATA": str(data), "POETRY_WORKSHOP_HOME": str(tmp_path / "home"),
-           "POETRY_WORKSHOP__EXPORT_PIPELINE__EXPORT__OUTPUT_DIR": f'"{tmp_path / "models"}"',
-           "POETRY_WORKSHOP__EDUCATOR_TRAINING__TRAINING__BASE_MODEL": f'"{bare_base}"',
-           "POETRY_WORKSHOP__EDUCATOR_TRAINING__TRAINING__BATCH_SIZE": "2",
-           "POETRY_WORKSHOP__EDUCATOR_TRAINING__TRAINING__GRADIENT_ACCUMULATION": "1",
-           "POETRY_WORKSHOP__EDUCATOR_TRAINING__TRAINING__MAX_SEQ": "512",
-           "POETRY_WORKSHOP__EDUCATOR_TRAINING__TRAINING__CHECKPOINT_STEPS": "1",
-           "POETRY_WORKSHOP__EDUCATOR_TRAINING__LORA__R": "4",
-           "POETRY_WORKSHOP__EDUCATOR_TRAINING__LORA__ALPHA": "8"}
-    trained = run_cli("train", "educator", "--max-steps", "2", env=env, timeout=900)
-    assert trained.returncode == 0, trained.stderr[-3000:]
-    exported = run_cli("export", "educator", "--adapter", env=env, timeout=900)
-    assert exported.returncode == 0, exported.stderr[-3000:]
-    models = tmp_path / "models"
-    bases, adapter = _published(models)
-    base_info = read_gguf(bases[0])
-    assert "<start_of_turn>" in require_chat_template(base_info)  # the template training gave it
-    recipe = json.loads((models / f"{bases[0].name}.json").read_text())["recipe"]
-    assert recipe["seated_tokens"] == ["<start_of_turn>", "<end_of_turn>"] and recipe["template_rows_sha256"]
-    validation = json.loads((models / "educator.lora.gguf.json").read_text())["validation"]
-    assert validation["template_matches"] and not validation["problems"], validation
+def test_a_converter_unpacked_before_adapters_is_fetched_again(tmp_path, monkeypatch):
+    """A converter folder from before `convert_lora_to_gguf.py` was unpacked lacks it; the
+    pinned archive (pip's download, stood in for by a local archive: tests are offline) is
+    unpacked again, checked by its sha256, and a complete folder is not fetched twice."""
+    import io
+    import subprocess
+    import tarfile
+
+    from poetry_workshop import locations
+    from poetry_workshop.pipeline.training import gguf_export
+
+    version = "9.9.9"
+    archive = tmp_path / f"llama_cpp_python-{version}.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name in ("convert_hf_to_gguf.py", "convert_lora_to_gguf.py", "conversion/__init__.py",
+                     "gguf-py/gguf/__init__.py", "models/ggml-vocab-llama-bpe.gguf", "README.md"):
+            data = f"# {name}\n".encode()
+            member = tarfile.TarInfo(f"llama_cpp_python-{version}/vendor/llama.cpp/{name}")
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    downloads = []
+
+    def pip_download(cmd, **kwargs):
+        downloads.append(cmd)
+        shutil.copy(archive, cmd[cmd.index("-d") + 1])
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(locations, "models_dir", lambda: tmp_path / "models")
+    monkeypatch.setattr(gguf_export.subprocess, "run", pip_download)
+    old = gguf_export.converter_dir(version)
+    (old / "models").mkdir(parents=True)
+    (old / "convert_hf_to_gguf.py").write_text("# older\n")
+    (old / "models" / "ggml-vocab-llama-bpe.gguf").write_text("# older\n")
+
+    folder = gguf_export.fetch_converter(version, sha256_of(archive))
+    assert folder == old and len(downloads) == 1
+    assert (folder / "convert_lora_to_gguf.py").read_text() == "# convert_lora_to_gguf.py\n"
+    assert (folder / "convert_hf_to_gguf.py").read_text() == "# convert_hf_to_gguf.py\n"
+    assert not (folder / "README.md").exists()  # only the converter's members are unpacked
+    gguf_export.fetch_converter(version, sha256_of(archive))
+    assert len(downloads) == 1
