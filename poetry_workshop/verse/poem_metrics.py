@@ -43,7 +43,13 @@ def word_count(text: str) -> int:
 
 def poem_lines(text: str) -> list[str]:
     """Non-blank lines: line 1 is the first line with text, as the prompts number them."""
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    return list(_poem_lines(text))
+
+
+@lru_cache(maxsize=256)
+def _poem_lines(text: str) -> tuple[str, ...]:
+    # The gate asks for one poem's lines from a dozen places (rules, quotes, revision measures).
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
 def stanzas(text: str) -> list[int]:
