@@ -29,7 +29,8 @@ WORKSHOP_KEYS = [
     KeyAction("save_edit", "ctrl+s", "save_edit", "Save", "save your edit as a new draft", show=False),
     KeyAction("ask", "k", "ask", "Ask", "ask the Educator a craft question (answered as a short lesson)",
               show=False),
-    KeyAction("branch", "b", "branch", "Branch", "continue from the entry selected in the history"),
+    # Off the footer (so the rest fits 80 columns): the history pane's own border says it.
+    KeyAction("branch", "b", "branch", "Branch", "continue from the entry selected in the history", show=False),
     KeyAction("accept", "a", "accept", "Accept", "mark the current draft as the final poem"),
     KeyAction("stop", "escape", "stop", "Stop", "stop generating (keeps the partial text, marked stopped)"),
     KeyAction("export", "x", "export", "Export", "export the session to a Markdown file in the export folder"),

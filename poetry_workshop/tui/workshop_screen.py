@@ -29,7 +29,7 @@ from poetry_workshop.files import write_atomic
 from poetry_workshop.tui.ask_screen import AskScreen, YesNoScreen
 from poetry_workshop.tui.clipboard import copy_text
 from poetry_workshop.tui.craft_gutter import CraftGutter
-from poetry_workshop.tui.keys import WORKSHOP_KEYS, bindings
+from poetry_workshop.tui.keys import WORKSHOP_KEYS, bindings, key_label
 from poetry_workshop.tui.widgets import DraftHistory, HistoryTree, PoemArea, StatusBar
 from poetry_workshop.verse.quotes import locate_quotes, quoted_passages
 from poetry_workshop.workshop.session import (
@@ -151,6 +151,7 @@ class WorkshopScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one("#history").border_title = "Revision history"
+        self.query_one("#history").border_subtitle = f"{key_label(self.app.keymap, 'branch')} branches from the selected"
         self.query_one("#critique-scroll").border_title = "Critique"
         self.query_one("#critique-scroll").border_subtitle = self.app.critique_hint()
         self.refresh_from_session()
