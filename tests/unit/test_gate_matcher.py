@@ -30,3 +30,19 @@ def test_the_shortcut_hides_no_match():
         literal = {(h.category, h.phrase.lower()) for h in matcher._literal_hits(text)}
         got = sorted(hit for hit in ((h.category, h.phrase.lower()) for h in matcher.hits(text)) if hit not in literal)
         assert got == expected, text[:30]
+
+
+def test_dead_metaphors_read_off_the_lexicon_are_the_persona_matchers():
+    from poetry_workshop.config.loader import load_settings
+    from poetry_workshop.pipeline.gate.rules import DEAD_METAPHORS, QualityGate
+    from tests.support.gate_corpus import HUMAN, MACHINE
+
+    matcher = pm.LlmIsmMatcher(load_llm_isms())
+    gate = QualityGate(load_settings().gate, matcher, 7.0)
+    clichés = "Her heart of gold, his heart of stone:\nthe calm before the storm, the sands of time."
+    found = 0
+    for poem in HUMAN + MACHINE + [clichés]:
+        expected = pm.once(matcher.hits(poem, DEAD_METAPHORS))
+        assert gate.dead_metaphors(poem) == expected, poem[:30]
+        found += len(expected)
+    assert found >= 4

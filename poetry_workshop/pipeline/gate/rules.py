@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from poetry_workshop.config.schema import QualityGateConfig
 from poetry_workshop.pipeline.gate import corpus_weights, lexicon
@@ -76,6 +76,9 @@ class QualityGate:
         self.dedupe = NearDuplicates(config.hygiene.near_duplicate_jaccard)
         self.lexicon = lexicon.poem_lexicon(matcher.isms)
         self._last_lexicon: tuple[str, tuple] | None = None
+        # The persona file weighs a category, not an entry: one weight for every dead metaphor.
+        dead = {ism.weight for ism in matcher.isms if ism.category in DEAD_METAPHORS}
+        self._dead_weight = dead.pop() if len(dead) == 1 and matcher.inflections else None
         # A person whose own poems use more of these words than the default baseline moves the
         # poem bound's rate with them (never below the corpus-fitted rate).
         self.rate_scale = max(1.0, baseline / config.llm_isms.default_baseline_per_1k) \
@@ -117,6 +120,14 @@ class QualityGate:
                                         f"per 1,000 words x {n} words): {_shown(hits)}")]
         return []
 
+    def dead_metaphors(self, poem: str) -> list[pm.Hit]:
+        """The persona's dead metaphors in a poem, at the persona's weight. The poem lexicon holds
+        the same entries (at corpus weights) and has just read the poem, so its hits are
+        reweighted rather than the poem matched again."""
+        if self._dead_weight is None:
+            return pm.once(self.matcher.hits(poem, DEAD_METAPHORS))
+        return pm.once([replace(h, weight=self._dead_weight) for h in self.lexicon.hits(poem, DEAD_METAPHORS)])
+
     def shape_signals(self, poem: str, spec: BriefSpec) -> list[tuple[str, str]]:
         """The machine-poem signature the brief did not ask for: (signal, evidence) pairs."""
         rules = self.cfg.poetic_defaults
@@ -143,7 +154,7 @@ class QualityGate:
         together, so that a rhymed human ballad is not rejected for its rhyme alone."""
         rules = self.cfg.poetic_defaults
         out = []
-        hits = pm.once(self.matcher.hits(poem, DEAD_METAPHORS))
+        hits = self.dead_metaphors(poem)
         weight = sum(h.weight for h in hits)
         if weight > rules.max_cliche_weight:
             out.append(Failure("cliches", f"{label}: dead metaphors weigh {weight:g}, over {rules.max_cliche_weight:g}: "
