@@ -29,6 +29,7 @@ from poetry_workshop.config.schema import Sampling
 from poetry_workshop.inference.engine import Engine, RoleChat
 from poetry_workshop.inference.llama_backend import FLASH_ATTENTION, auto_threads
 from poetry_workshop.inference.model_choice import choose_models
+from poetry_workshop.inference.prompt_lookup import MAX_CANDIDATES
 from poetry_workshop.workshop import prompts
 from poetry_workshop.workshop.persona import load_persona
 from poetry_workshop.workshop.session import WorkshopSession
@@ -147,6 +148,12 @@ def compare_lookup(name: str, chat: RoleChat, request: str, limit: int, runs: in
           f"identical text with and without: {same}")
     print(f"  with lookup  median {on:6.1f} tok/s   runs: " + ", ".join(f"{v:.1f}" for v in rates[True]))
     print(f"  without      median {off:6.1f} tok/s   runs: " + ", ".join(f"{v:.1f}" for v in rates[False]))
+    cost = chat.backend.check_cost
+    if cost.single and cost.per_candidate is not None:
+        share = cost.per_candidate / cost.single
+        best = (1 + MAX_CANDIDATES) / (1 + MAX_CANDIDATES * share)
+        print(f"  measured: a one-token decode {cost.single * 1000:.1f} ms, each candidate checked with it adds "
+              f"{share:.2f} of that; so even a reply copied whole gains at most {best:.2f}x here")
     if not same:
         print("  warning: the texts differ: lookup changed the output, so no speedup is claimed")
     return (on / off if same else 0.0), next(iter(texts[True]))

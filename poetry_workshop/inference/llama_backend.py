@@ -298,7 +298,7 @@ class LlamaBackend:
         self.thinking_template = thinking_template(self.template)
         self.thinking = thinking  # the role's setting: let a thinking model reason first
         self.lookup = lookup  # prompt-lookup decoding: the same text, copied spans checked in batches
-        self._check_cost = CheckCost()  # this model's decode costs on this machine, for the lookup
+        self.check_cost = CheckCost()  # this model's decode costs on this machine, for the lookup
         self.runtime = runtime
         self._thread = thread
         self._llm = None
@@ -437,7 +437,7 @@ class LlamaBackend:
             generated: list[int] = []
             finish = "length"
             lookup = self.lookup and lookup_is_exact(self.threads, self.runtime.n_gpu_layers)
-            decoding = _Decoding(llm, tokens, sampling, max_tokens, self._check_cost if lookup else None)
+            decoding = _Decoding(llm, tokens, sampling, max_tokens, self.check_cost if lookup else None)
             stream = decoding.tokens()
             try:
                 for token in stream:

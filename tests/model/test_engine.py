@@ -150,3 +150,18 @@ def test_engine_from_settings_uses_the_starter_for_both_roles(starter_gguf):
         assert reply.stats.generated_tokens > 0
     finally:
         engine.close()
+
+
+def test_evaluated_prompt_tokens_are_llama_cpps_own_count(thread, starter_gguf):
+    """The figure comes from llama.cpp's performance counters: what it actually decoded."""
+    fresh = LlamaBackend(starter_gguf, Runtime(n_ctx=1024, n_threads=2), thread)
+    messages = [{"role": "system", "content": "You are a poet."},
+                {"role": "user", "content": "Write two lines about a heron."}]
+    try:
+        first = fresh.generate(messages, 8, Sampling(temperature=0.0))
+        again = fresh.generate(messages, 8, Sampling(temperature=0.0))
+    finally:
+        fresh.close()
+    assert first.stats.evaluated_tokens == first.stats.prompt_tokens  # a fresh context decodes it all
+    # All of it is cached: llama-cpp-python decodes only the last token again, for fresh logits.
+    assert again.stats.evaluated_tokens == 1

@@ -82,7 +82,7 @@ def generate(thread, gguf, messages, sampling, lookup: bool, cost: CheckCost | N
              max_tokens: int = 160) -> Completion:
     backend = LlamaBackend(gguf, Runtime(n_ctx=2048, n_threads=1, seed=42), thread, lookup=lookup)
     if cost is not None:
-        backend._check_cost = cost
+        backend.check_cost = cost
     try:
         return backend.generate(messages, max_tokens, sampling)
     finally:
@@ -125,7 +125,7 @@ def test_a_stop_inside_a_batch_leaves_the_cache_fit_for_the_next_round(thread, s
         lookup: LlamaBackend(starter_gguf, Runtime(n_ctx=2048, n_threads=1, seed=42), thread, lookup=lookup)
         for lookup in (False, True)
     }
-    backends[True]._check_cost = CheapChecks()
+    backends[True].check_cost = CheapChecks()
     try:
         texts = {}
         for lookup, backend in backends.items():
@@ -144,7 +144,7 @@ def test_a_stop_inside_a_batch_leaves_the_cache_fit_for_the_next_round(thread, s
 
 def test_lookup_stands_down_where_batches_would_change_the_text(thread, starter_gguf, persona):
     backend = LlamaBackend(starter_gguf, Runtime(n_ctx=2048, n_threads=2, n_gpu_layers=0, seed=42), thread, lookup=True)
-    backend._check_cost = CheapChecks()
+    backend.check_cost = CheapChecks()
     try:
         reply = backend.generate(revision(persona), 40, GREEDY)
     finally:
