@@ -12,7 +12,10 @@ Why each choice:
   conversation (`prompt_lookup`) are evaluated in one batch with logits at every position,
   and each position is sampled by the same sampler chain plain decoding uses (same
   penalties history, same random draws), accepted while the sample equals the candidate.
-  Every emitted token is the model's own sample, so the text is plain decoding's.
+  Every emitted token is the model's own sample, so the text is plain decoding's as long
+  as a batch's logits equal one-token decoding's: flash attention on, and lookup off on a
+  CPU running several threads (`lookup_is_exact`). How many candidates to check is the
+  `CandidateBudget`'s call, from decode costs measured on this machine.
 - Control tokens (end of turn, role headers) are rendered as empty text by the detokenizer,
   so generation stops on their token ids, and on their literal text as a second guard.
 - A thinking model's reasoning is cut from the stream here, the one place every front end
