@@ -22,11 +22,21 @@ def _published(models):
     return bases, models / "educator.lora.gguf"
 
 
-def test_export_as_adapter_validates_on_base_and_adapter_and_the_app_runs_it(chain_copy):
-    root, env = chain_copy["root"], chain_copy["env"]
+@pytest.fixture(scope="module")
+def published(chain, tmp_path_factory):
+    """The shared trained Educator's run copied, then exported with --adapter once."""
+    assert chain["train"].returncode == 0, chain["train"].stderr[-2000:]
+    root = tmp_path_factory.mktemp("adapter-export") / "chain"
+    shutil.copytree(chain["root"], root, symlinks=True)
+    env = {**chain["env"], "POETRY_WORKSHOP_DATA": str(root / "data"), "POETRY_WORKSHOP_HOME": str(root / "home"),
+           "POETRY_WORKSHOP__EXPORT_PIPELINE__EXPORT__OUTPUT_DIR": f'"{root / "models"}"'}
     out = run_cli("export", "educator", "--adapter", env=env, timeout=900)
+    return {"root": root, "env": env, "export": out}
+
+
+def test_export_as_adapter_validates_on_base_and_adapter(published):
+    out, models = published["export"], published["root"] / "models"
     assert out.returncode == 0, out.stderr[-3000:]
-    models = root / "models"
     bases, adapter = _published(models)
     assert len(bases) == 1 and adapter.is_file(), sorted(p.name for p in models.iterdir())
     base = bases[0]
@@ -45,16 +55,24 @@ def test_export_as_adapter_validates_on_base_and_adapter_and_the_app_runs_it(cha
     assert read_adapter(adapter, base_info).metadata["adapter.lora.alpha"] == 8.0  # the run's LoRA alpha
     assert not list(models.glob(".export-*")), "a working folder was left behind"
 
-    used = run_cli("models", "use", "educator", str(base), "--adapter", str(adapter), env=env)
+
+def test_the_app_runs_the_exported_base_and_adapter(published):
+    root, env = published["root"], published["env"]
+    bases, adapter = _published(root / "models")
+    used = run_cli("models", "use", "educator", str(bases[0]), "--adapter", str(adapter), env=env)
     assert used.returncode == 0, used.stderr
     short = root / "short.toml"
     short.write_text("[inference_config.max_tokens]\ncritique = 48\n", encoding="utf-8")
     answered = run_cli("critique", "-", "--config", str(short), stdin="the kettle clicks off\nand the house goes on",
                        env=env, timeout=300)
     assert answered.returncode == 0, answered.stderr[-2000:]
-    assert f"Educator: {base.name} + adapter educator.lora.gguf" in answered.stderr
+    assert f"Educator: {bases[0].name} + adapter educator.lora.gguf" in answered.stderr
     assert "Critique of draft 1 (Educator)" in answered.stdout
 
+
+def test_a_second_role_on_the_same_base_reuses_the_base_file(published):
+    root, env, models = published["root"], published["env"], published["root"] / "models"
+    (base,), _ = _published(models)
     # The Poet, trained on the same base (here: the same adapter), shares the base file.
     checkpoints = root / "data" / "checkpoints"
     shutil.copytree(checkpoints / "educator" / "adapter", checkpoints / "poet" / "adapter")
@@ -63,8 +81,9 @@ def test_export_as_adapter_validates_on_base_and_adapter_and_the_app_runs_it(cha
     assert again.returncode == 0, again.stderr[-3000:]
     assert "the published base, reused" in again.stdout
     assert _published(models)[0] == [base] and base.stat().st_mtime_ns == stamp
+    educator = json.loads((models / "educator.lora.gguf.json").read_text())
     poet = json.loads((models / "poet.lora.gguf.json").read_text())
-    assert poet["base"] == manifest["base"] and not poet["validation"]["problems"]
+    assert poet["base"] == educator["base"] and not poet["validation"]["problems"]
 
 
 def test_adapter_export_on_modal_is_refused_in_one_line(chain_copy):

@@ -5,7 +5,8 @@ gives one clear line and exit 2 with nothing saved.
 
 The adapters are real: taught by a few steps of a plain peft loop on the starter's
 trainable form (bench/shared_base.py's `teach`) and converted by the pinned
-`convert_lora_to_gguf.py`; the base is the starter GGUF itself."""
+`convert_lora_to_gguf.py`; the base is the starter GGUF itself. They are built once into
+models/.test-adapters/ and reused."""
 
 from __future__ import annotations
 
@@ -28,19 +29,34 @@ PROMPT = [{"role": "system", "content": "You are the Educator."},
           {"role": "user", "content": f"Workshop this draft:\n\n{POEM}\n\nWrite your critique."}]
 
 
+ADAPTERS_VERSION = "2"  # bump when the taught adapters below change
+
+
 @pytest.fixture(scope="module")
-def adapters(tmp_path_factory, starter_gguf) -> dict[str, Path]:
+def adapters(starter_gguf) -> dict[str, Path]:
+    """Built once into models/.test-adapters (keyed by the starter's trainable form and the
+    versions that make them) and reused by later runs, as the family models are."""
+    import hashlib
+
+    import transformers
+
     from bench.shared_base import adapter_gguf, teach
     from poetry_workshop.pipeline.training.base_model import resolve_base
+    from tests.support.families import _built
 
     converter = converter_dir(ExportSettings().converter_version)
     if not (converter / "convert_lora_to_gguf.py").is_file():
         pytest.fail(f"{converter} lacks convert_lora_to_gguf.py: run `workshop setup --converter` first")
-    work = tmp_path_factory.mktemp("adapters")
     base_dir = resolve_base(str(starter_gguf))
-    return {role: adapter_gguf(converter, teach(base_dir, role, work / role, steps=4, seed=seed), base_dir,
-                               work / f"{role}.lora.gguf")
-            for seed, role in enumerate(("educator", "poet"))}
+    key = hashlib.sha256(f"{ADAPTERS_VERSION}:{transformers.__version__}:{base_dir}".encode()).hexdigest()[:10]
+
+    def build(work: Path) -> None:
+        for seed, role in enumerate(("educator", "poet")):
+            adapter_gguf(converter, teach(base_dir, role, work / role, steps=8, seed=seed), base_dir,
+                         work / f"{role}.lora.gguf")
+
+    folder = _built(ROOT / "models" / ".test-adapters" / f"starter-{key}", build)
+    return {role: folder / f"{role}.lora.gguf" for role in ("educator", "poet")}
 
 
 def _config(tmp_path: Path, extra: str) -> Path:
