@@ -81,8 +81,11 @@ def test_train_and_export_give_the_base_its_template_and_carry_the_rows(bare_bas
     data = tmp_path / "data"
     folder = data / "educator_training"
     folder.mkdir(parents=True)
-    (folder / "train.jsonl").write_text("".join(json.dumps(conversation(q, a)) + "\n" for q, a in PAIRS * 2))
-    (folder / "valid.jsonl").write_text(json.dumps(conversation(*PAIRS[0])) + "\n")
+    # The tiny base answers everything with its one answer; seated afresh, `<end_of_turn>` must
+    # be learnt again after it before the export's golden prompts can end their turns.
+    (folder / "train.jsonl").write_text("".join(json.dumps(conversation(q, families.ANSWER)) + "\n"
+                                                for q, _ in PAIRS * 2))
+    (folder / "valid.jsonl").write_text(json.dumps(conversation(PAIRS[0][0], families.ANSWER)) + "\n")
     env = {"POETRY_WORKSHOP_DATA": str(data), "POETRY_WORKSHOP_HOME": str(tmp_path / "home"),
            "POETRY_WORKSHOP__EXPORT_PIPELINE__EXPORT__OUTPUT_DIR": f'"{tmp_path / "models"}"',
            "POETRY_WORKSHOP__EDUCATOR_TRAINING__TRAINING__BASE_MODEL": f'"{bare_base}"',
@@ -91,12 +94,13 @@ def test_train_and_export_give_the_base_its_template_and_carry_the_rows(bare_bas
            "POETRY_WORKSHOP__EDUCATOR_TRAINING__TRAINING__MAX_SEQ": "512",
            "POETRY_WORKSHOP__EDUCATOR_TRAINING__TRAINING__CHECKPOINT_STEPS": "1",
            "POETRY_WORKSHOP__EDUCATOR_TRAINING__LORA__R": "4",
-           "POETRY_WORKSHOP__EDUCATOR_TRAINING__LORA__ALPHA": "8"}
-    trained = run_cli("train", "educator", "--max-steps", "2", env=env, timeout=900)
+           "POETRY_WORKSHOP__EDUCATOR_TRAINING__LORA__ALPHA": "8",
+           "POETRY_WORKSHOP__EDUCATOR_TRAINING__TRAINING__LEARNING_RATE": "0.02"}
+    trained = run_cli("train", "educator", "--max-steps", "16", env=env, timeout=900)
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "the base has no chat template; training with the gemma3 template" in trained.stderr
     adapter = data / "checkpoints" / "educator" / "adapter"
-    for folder in (adapter, data / "checkpoints" / "educator" / "checkpoint-2"):
+    for folder in (adapter, data / "checkpoints" / "educator" / "checkpoint-16"):
         with safe_open(str(folder / "template_rows.safetensors"), "pt") as rows:
             assert rows.get_tensor("ids").tolist() == [105, 106]  # <start_of_turn>, <end_of_turn>
     with safe_open(str(adapter / "adapter_model.safetensors"), "pt") as weights:

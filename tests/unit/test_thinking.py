@@ -4,9 +4,11 @@ templates detected and rendered from llama.cpp's real templates, and the llama.c
 
 from __future__ import annotations
 
+import itertools
 import json
 import struct
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -166,7 +168,8 @@ EOS, IM_START = 0, 1
 
 class FakeLlama:
     """Enough of `llama_cpp.Llama` for the backend: replays scripted replies piece by piece
-    (one token per piece) and records the prompts it was given."""
+    (one token per piece) and records the prompts it was given. The first token comes from
+    `generate`, the rest from `_sampler.sample` after each `_ctx.decode`, as with the real one."""
 
     def __init__(self, replies: list[list[str]], think_is_control: bool):
         self.replies = replies
@@ -179,13 +182,21 @@ class FakeLlama:
         if think_is_control:
             self.control |= {self.pieces.index(t) for t in ("<think>", "</think>") if t in self.pieces}
         self.model = None
-        self.input_ids = np.zeros(0, dtype=np.intc)
+        self.input_ids = np.zeros(8192, dtype=np.intc)
         self.n_tokens = 0
+        self.n_batch = 512
+        self.script = iter(())
+        self._ctx = SimpleNamespace(ctx=None, kv_cache_seq_rm=lambda *args: None, decode=lambda batch: None)
+        self._batch = SimpleNamespace(set_batch=lambda **kwargs: None)
+        self._sampler = SimpleNamespace(sample=lambda ctx, i: next(self.script))
         self.prompts: list[str] = []
         self.calls = 0
 
     def token_eos(self) -> int:
         return EOS
+
+    def n_ctx(self) -> int:
+        return len(self.input_ids)
 
     def token_bos(self) -> int:
         return -1
@@ -206,9 +217,8 @@ class FakeLlama:
     def generate(self, tokens, **sampling):
         reply = self.replies[min(self.calls, len(self.replies) - 1)]
         self.calls += 1
-        for piece in reply:
-            yield self.pieces.index(piece)
-        yield EOS
+        self.script = itertools.chain((self.pieces.index(piece) for piece in reply), itertools.repeat(EOS))
+        yield next(self.script)
 
     def close(self) -> None:
         pass
@@ -247,6 +257,10 @@ def fake_llama(monkeypatch):
     monkeypatch.setattr(llama_cpp, "llama_model_get_vocab", lambda model: None)
     monkeypatch.setattr(llama_cpp, "llama_vocab_get_attr", attr)
     monkeypatch.setattr(llama_cpp, "llama_vocab_is_eog", lambda vocab, token: token == EOS)
+    monkeypatch.setattr(llama_cpp, "llama_synchronize", lambda ctx: None)
+    monkeypatch.setattr(llama_cpp, "llama_perf_context_reset", lambda ctx: None)
+    no_time = SimpleNamespace(n_p_eval=0, t_p_eval_ms=0.0, n_eval=0, t_eval_ms=0.0)
+    monkeypatch.setattr(llama_cpp, "llama_perf_context", lambda ctx: no_time)
 
     def backend(tmp_path, thread, replies, *, template=QWEN3, thinking=True, think_is_control=False):
         gguf = write_header_gguf(tmp_path / f"model{len(made)}.gguf", real_template(template))
