@@ -12,10 +12,8 @@ On the starter model as the base, in this command:
    each, and reads its PSS from /proc/self/smaps_rollup; the figure is what loading the two
    roles added (PSS after − PSS before, the interpreter and libraries already loaded).
    Configurations: two roles on the starter + two adapters, and two roles on two merged
-   GGUFs, both through the app's own `LlamaBackend` at the app's runtime settings; and the
-   same two loaded with llama.cpp mapping the base file (the adapter applied after the load,
-   `proposed_backend_load` below), which the app's backend does not do yet (llama-cpp-python
-   0.3.36 turns mmap off whenever `lora_path` is given);
+   GGUFs, both through the app's own `LlamaBackend` at the app's runtime settings (which
+   maps the base file and applies each adapter after the load, so the roles share it);
 3. decode speed: in one process, a base + adapter and the merged model decode the same
    greedy continuation, interleaved, and tokens/s are compared by median.
 
@@ -130,29 +128,6 @@ def pss_kib() -> dict[str, int]:
     return {key: int(re.search(rf"^{key}:\s+(\d+) kB", text, re.M).group(1)) for key in ("Pss", "Pss_File", "Pss_Anon")}
 
 
-def proposed_backend_load(path: str, adapter: str | None, runtime, threads: int):
-    """How `LlamaBackend` would load a role on base + adapter and keep the base mapped: load
-    the model with mmap on, then apply the adapter through llama.cpp's adapter API (the
-    adapter lives as long as the model, which frees it)."""
-    import ctypes
-
-    import llama_cpp
-    from llama_cpp import Llama
-    from llama_cpp._utils import suppress_stdout_stderr
-
-    llm = Llama(model_path=path, n_ctx=runtime.n_ctx, n_threads=threads, n_threads_batch=threads,
-                n_batch=runtime.n_batch, n_gpu_layers=runtime.n_gpu_layers, seed=runtime.seed, verbose=False)
-    if adapter:
-        with suppress_stdout_stderr(disable=False):  # a warning per tensor the CPU's repacked layout cannot take
-            handle = llama_cpp.llama_adapter_lora_init(llm.model, adapter.encode())
-        if handle is None:
-            raise RuntimeError(f"{adapter}: llama.cpp could not load the adapter onto {path}")
-        adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(handle)
-        if llama_cpp.llama_set_adapters_lora(llm.ctx, adapters, 1, (ctypes.c_float * 1)(1.0)):
-            raise RuntimeError(f"{adapter}: llama.cpp could not apply the adapter")
-    return llm
-
-
 def measure_memory(spec: dict) -> dict:
     """Run in a fresh subprocess: load both roles as `spec` says, one generation each, PSS."""
     import llama_cpp  # noqa: F401 - its library loaded before the baseline: both sides load it alike
@@ -165,22 +140,17 @@ def measure_memory(spec: dict) -> dict:
     runtime = load_settings().inference.runtime  # the app's n_ctx and n_batch
     runtime.n_threads = spec["threads"]
     before = pss_kib()
-    if spec["load"] == "app":
-        thread = InferenceThread()
-        roles = [LlamaBackend(Path(model), runtime, thread, adapter=Path(adapter) if adapter else None)
-                 for model, adapter in spec["roles"]]
-        for backend in roles:
-            backend.generate(PROMPT, 16, Sampling(temperature=0.0))
-    else:
-        roles = [proposed_backend_load(model, adapter, runtime, spec["threads"]) for model, adapter in spec["roles"]]
-        for llm in roles:
-            llm.create_chat_completion(PROMPT, max_tokens=16, temperature=0.0)
+    thread = InferenceThread()
+    roles = [LlamaBackend(Path(model), runtime, thread, adapter=Path(adapter) if adapter else None)
+             for model, adapter in spec["roles"]]
+    for backend in roles:
+        backend.generate(PROMPT, 16, Sampling(temperature=0.0))
     after = pss_kib()
     return {key: after[key] - before[key] for key in after} | {"before": before["Pss"], "after": after["Pss"]}
 
 
-def memory_in_subprocess(load: str, roles: list[tuple[str, str | None]], threads: int) -> dict:
-    spec = json.dumps({"load": load, "roles": roles, "threads": threads})
+def memory_in_subprocess(roles: list[tuple[str, str | None]], threads: int) -> dict:
+    spec = json.dumps({"roles": roles, "threads": threads})
     done = subprocess.run([sys.executable, "-m", "bench.shared_base", "--measure-memory", spec], cwd=ROOT,
                           capture_output=True, text=True)
     if done.returncode != 0:
@@ -265,21 +235,19 @@ def main() -> int:
         shared = [(str(base), adapters["educator"]), (str(base), adapters["poet"])]
         separate = [(merged["educator"], None), (merged["poet"], None)]
         figures = {}
-        for load in ("app", "mmap"):
-            for name, roles in (("shared", shared), ("merged", separate)):
-                got = figures[load, name] = memory_in_subprocess(load, roles, threads)
-                log(f"{load:>4} {name:>6}: PSS {got['before'] / 1024:.0f} -> {got['after'] / 1024:.0f} MiB; the two "
-                    f"roles {got['Pss'] / 1024:.0f} MiB: mapped files {got['Pss_File'] / 1024:.0f}, anonymous "
-                    f"{got['Pss_Anon'] / 1024:.0f}")
+        for name, roles in (("shared", shared), ("merged", separate)):
+            got = figures[name] = memory_in_subprocess(roles, threads)
+            log(f"{name:>6}: PSS {got['before'] / 1024:.0f} -> {got['after'] / 1024:.0f} MiB; the two "
+                f"roles {got['Pss'] / 1024:.0f} MiB: mapped files {got['Pss_File'] / 1024:.0f}, anonymous "
+                f"{got['Pss_Anon'] / 1024:.0f}")
         adapter_tps, merged_tps = decode_ratio(str(base), adapters["educator"], merged["educator"], args.runs,
                                                args.tokens, threads)
     log(f"decode on {threads} thread(s): base + adapter {adapter_tps:.1f} tok/s, merged {merged_tps:.1f} tok/s "
         f"(median of {args.runs} interleaved runs of {args.tokens} tokens)")
-    proposed = figures["mmap", "shared"]["Pss"] / figures["mmap", "merged"]["Pss"]
-    weights = figures["mmap", "shared"]["Pss_File"] / figures["mmap", "merged"]["Pss_File"]
-    print(f"shared_base_memory_ratio with the base mapped (the proposed LlamaBackend load): {proposed:.2f} "
-          f"(its mapped weights alone: {weights:.2f}; the rest is two KV caches and buffers, the same on both sides)")
-    memory = figures["app", "shared"]["Pss"] / figures["app", "merged"]["Pss"]
+    weights = figures["shared"]["Pss_File"] / figures["merged"]["Pss_File"]
+    print(f"mapped weights alone: {weights:.2f} of the merged pair's; the rest is two KV caches and buffers, the "
+          f"same on both sides, which at the starter's size weigh about as much as its weights")
+    memory = figures["shared"]["Pss"] / figures["merged"]["Pss"]
     print(f"goal shared_base_memory_ratio: {memory:.2f} (target <= 0.6) {'met' if memory <= 0.6 else 'missed'}")
     decode = adapter_tps / merged_tps
     print(f"goal adapter_decode_ratio: {decode:.2f} (target >= 0.85) {'met' if decode >= 0.85 else 'missed'}")

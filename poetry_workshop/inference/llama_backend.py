@@ -311,6 +311,27 @@ class LlamaBackend:
         self.stop_texts: list[str] = []
 
     # -------------------------------------------------------------- on the inference thread
+    def _apply_adapter(self, llm) -> None:
+        """Apply the LoRA adapter to the loaded model's context.
+
+        Not through `Llama(lora_path=...)`: that turns memory mapping off (from the days when
+        llama.cpp wrote an adapter into the weights), so each role would hold a private copy
+        of the base two adapters share. llama.cpp applies an adapter in the compute graph
+        now, so the mapped base stays shared between roles and with the page cache."""
+        import ctypes
+
+        import llama_cpp
+
+        adapter = llama_cpp.llama_adapter_lora_init(llm._model.model, str(self.adapter).encode())
+        if not adapter:
+            raise ModelFileError(f"{self.adapter}: llama.cpp could not load the LoRA adapter for {self.path.name}; "
+                                 "export it again with `workshop export ROLE --adapter`")
+        llm._stack.callback(llama_cpp.llama_adapter_lora_free, adapter)  # freed before the model
+        adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
+        scales = (ctypes.c_float * 1)(1.0)
+        if llama_cpp.llama_set_adapters_lora(llm._ctx.ctx, adapters, 1, scales):
+            raise ModelFileError(f"{self.adapter}: llama.cpp could not apply the LoRA adapter to {self.path.name}")
+
     def _ensure_loaded(self):
         if self._llm is not None:
             return self._llm
@@ -327,7 +348,6 @@ class LlamaBackend:
                 n_batch=self.runtime.n_batch,
                 n_gpu_layers=self.runtime.n_gpu_layers,
                 seed=self.runtime.seed,
-                lora_path=str(self.adapter) if self.adapter else None,
                 flash_attn=FLASH_ATTENTION,
                 verbose=False,
             )
@@ -336,6 +356,12 @@ class LlamaBackend:
                 f"{self.path}: llama.cpp could not load the model ({exc}); the file may be "
                 "truncated or corrupt: download or export it again"
             ) from None
+        if self.adapter is not None:
+            try:
+                self._apply_adapter(llm)
+            except BaseException:
+                llm.close()
+                raise
         eos_text = self._piece(llm, llm.token_eos())
         bos_text = self._piece(llm, llm.token_bos()) if llm.token_bos() >= 0 else ""
         self._formatter = Jinja2ChatFormatter(self.template, eos_token=eos_text, bos_token=bos_text)

@@ -369,6 +369,8 @@ class WorkshopScreen(Screen):
                 used = event.stats.prompt_tokens + event.stats.generated_tokens
                 context = f"{role} context {used / n_ctx:.0%}"
                 speed = f"{event.stats.tokens_per_second:.0f} tok/s"
+                if event.stats.lookup_proposed:  # prompt lookup checked copied tokens in batches
+                    speed += f" │ lookup {event.stats.lookup_acceptance:.0%} of {event.stats.lookup_proposed}"
                 if event.stats.thinking_tokens:  # the reasoning itself is never shown: one collapsed line
                     speed += f" │ thinking… ({event.stats.thinking_tokens} tokens)"
                 status.set_activity(status.activity, speed, context)

@@ -62,17 +62,23 @@ class Studio:
             self.store, self.engine, session_id, self.settings.inference.max_tokens, on_event
         )
 
-    def use_model(self, role: str, path: Path) -> Path:
-        """Make a GGUF file `role`'s model now and from now on (saved to the user config)."""
+    def use_model(self, role: str, path: Path, adapter: Path | None = None) -> Path:
+        """Make a GGUF file (with `adapter`, a LoRA adapter GGUF for it) `role`'s model now
+        and from now on (saved to the user config). An adapter belongs to the base it was
+        trained on, so switching the model clears the role's adapter unless one is given."""
         from poetry_workshop.config.loader import save_user_settings
 
         path = Path(path).expanduser().resolve()
+        adapter = Path(adapter).expanduser().resolve() if adapter else None
         starter = locations.resolve_project_path(self.settings.inference.models.starter)
-        choice = ModelChoice(role=role, path=path, is_starter=path == starter.resolve(), source="config")
+        choice = ModelChoice(role=role, path=path, is_starter=path == starter.resolve(), source="config",
+                             adapter=adapter)
         self.engine.swap(choice)  # first: a file that does not load changes nothing
         self.choices = {**self.choices, role: choice}
-        saved = save_user_settings({"inference_config": {"models": {role: str(path)}}})
+        adapter_key = f"{role}_adapter"
+        saved = save_user_settings({"inference_config": {"models": {role: str(path), adapter_key: str(adapter or "")}}})
         setattr(self.settings.inference.models, role, str(path))
+        setattr(self.settings.inference.models, adapter_key, str(adapter or ""))
         return saved
 
     def close(self) -> None:

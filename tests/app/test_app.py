@@ -56,6 +56,17 @@ async def test_write_flow_shows_poem_critique_history_and_highlights_quotes(stud
         assert "starter model — train your own" in status and "educator context" in status
 
 
+async def test_the_status_bar_shows_how_many_lookup_candidates_the_model_confirmed(tmp_path):
+    from tests.support.studio import scripted_educator
+
+    educator = scripted_educator()
+    educator.lookup = (8, 6)
+    app = create_app(make_studio(tmp_path, educator=educator))
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await start_request(app, pilot)  # the critique came last
+        assert "lookup 75% of 8" in str(screen.query_one("#status").render())
+
+
 async def test_revise_then_accept_then_export(studio, tmp_path):
     app = create_app(studio)
     async with app.run_test(size=(80, 24)) as pilot:

@@ -123,7 +123,9 @@ async def test_u_makes_the_selected_model_the_educator_at_once(models_project, t
             await settle(pilot)
             assert studio.choices["educator"].path == other.resolve() and not studio.choices["educator"].is_starter
             assert studio.engine.educator.backend.path == other.resolve()
-            assert f'educator = "{other.resolve()}"' in (workshop_home / "config.toml").read_text(encoding="utf-8")
+            saved = (workshop_home / "config.toml").read_text(encoding="utf-8")
+            assert f'educator = "{other.resolve()}"' in saved
+            assert 'educator_adapter = ""' in saved  # an adapter belongs to the base it left
             table = screen.query_one(DataTable)
             assert table.get_row(f"file:{other}")[0] == "educator"
             assert any(n.title == "Model switched" for n in app._notifications)

@@ -17,11 +17,13 @@ class ScriptedBackend:
     Token counts are words, so context-fitting logic can be tested with small numbers.
     `token_delay_s` makes it a slow model (each word takes that long, like a real model on a
     small machine), `prompt_delay_s` one slow to read its prompt; `max_tokens` is honoured as llama.cpp does, ending with finish "length".
+    `lookup` (proposed, accepted) is what each reply reports of prompt-lookup decoding.
     Like the real backend, a cancel is checked before each word is accepted."""
 
     def __init__(self, replies: list[str | Exception] | Callable[[list[dict]], str], n_ctx: int = 4096,
-                 token_delay_s: float = 0.0, prompt_delay_s: float = 0.0):
+                 token_delay_s: float = 0.0, prompt_delay_s: float = 0.0, lookup: tuple[int, int] = (0, 0)):
         self.path = Path("scripted.gguf")
+        self.lookup = lookup
         self.token_delay_s = token_delay_s
         self.prompt_delay_s = prompt_delay_s  # reading the prompt: like llama.cpp, deaf to cancel
         self._replies = replies
@@ -73,6 +75,7 @@ class ScriptedBackend:
         stats = GenerationStats(
             prompt_tokens=self.count_tokens(messages), evaluated_tokens=self.count_tokens(messages[-1:]),
             generated_tokens=len(emitted), seconds=0.01, finish_reason=finish,
+            lookup_proposed=self.lookup[0], lookup_accepted=self.lookup[1],
         )
         return Completion(text=text, stats=stats)
 
