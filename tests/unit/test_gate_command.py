@@ -52,3 +52,19 @@ def test_all_older_records_stop_the_workers_and_write_nothing(tmp_path, monkeypa
     with pytest.raises(ConfigError, match="earlier prompt version"):
         gate_run.gate_file(load_settings(), path, tmp_path / "none.jsonl")
     assert not (tmp_path / "none.jsonl").exists()
+
+
+def test_the_command_needs_no_claude_sdk_once_the_output_formats_are_remembered(tmp_path):
+    import subprocess
+    import sys
+
+    from poetry_workshop.pipeline.data.tasks import TASKS
+
+    for task in TASKS.values():
+        task.version()  # the first run's work: the formats, transformed by the SDK, are remembered
+    path = tmp_path / "critiques.jsonl"
+    path.write_text("".join(json.dumps(critique_record(i)) + "\n" for i in range(3)), encoding="utf-8")
+    code = ("import sys; from poetry_workshop.cli.main import main; code = main(['data', 'gate', sys.argv[1]]); "
+            "print('anthropic' in sys.modules, code)")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines()[-1] == "False 0"

@@ -148,6 +148,24 @@ def test_output_formats_require_every_field_and_allow_no_others():
         assert set(schema["required"]) == set(schema["properties"]) and schema["additionalProperties"] is False
 
 
+def test_prompt_versions_hash_the_sdk_output_format_whether_remembered_or_not():
+    import hashlib
+
+    from poetry_workshop.pipeline.data import output_formats
+    from poetry_workshop.pipeline.data.tasks import _canonical
+
+    task = TASKS["critiques"]
+    fresh = _canonical([task.shared_prefix(), task.templates, task.output_format()])
+    expected = hashlib.sha256(fresh.encode("utf-8")).hexdigest()[:10]
+    assert not output_formats.cache_file().exists()
+    assert task.version() == expected  # computed with the SDK, and remembered
+    assert output_formats.cache_file().is_file()
+    assert task.version() == expected  # read back from the file
+    output_formats.cache_file().write_text("{not json", encoding="utf-8")
+    assert task.version() == expected  # a damaged file is computed past and rewritten
+    assert json.loads(output_formats.cache_file().read_text(encoding="utf-8"))["formats"]
+
+
 def test_the_default_claude_model_is_current_in_the_sdk():
     import typing
 

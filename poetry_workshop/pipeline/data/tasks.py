@@ -173,7 +173,12 @@ class TeachingTask:
         return "\n\n".join(parts)
 
     def version(self) -> str:
-        material = _canonical([self.shared_prefix(), self.templates, self.output_format()])
+        from poetry_workshop.pipeline.data.output_formats import transformed
+
+        # The format as `output_format` builds it, remembered by schema and SDK version: the
+        # gate and prepare compare versions on every run, and need not import the SDK for it.
+        fmt = transformed(self.schema.model_json_schema())
+        material = _canonical([self.shared_prefix(), self.templates, fmt])
         return hashlib.sha256(material.encode("utf-8")).hexdigest()[:10]
 
     def item(self, inputs: dict[str, Any], version: str) -> WorkItem:
