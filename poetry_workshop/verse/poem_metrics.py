@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -172,7 +171,10 @@ class LlmIsmMatcher:
         out = list(literal) if wanted is None else [h for h in literal if h.category in wanted]
         contains = text.lower().__contains__ if patterns else None
         for pattern, category, weight, required in patterns:
-            if all(any(map(contains, group)) for group in required):
+            # Most patterns fail on their first group: tested on its own, with no generator.
+            if required and not any(map(contains, required[0])):
+                continue
+            if all(any(map(contains, group)) for group in required[1:]):
                 starts = _nonblank_line_starts(text)
                 out.extend(Hit(category, " ".join(m.group(0).split()), weight,
                                max(1, bisect.bisect_right(starts, m.start())), m.start(), m.end())
@@ -409,9 +411,12 @@ def rhymes(a: str, b: str) -> bool:
 
 
 def end_words(text: str) -> list[str]:
+    """Each line's last word, as `words` reads it. The text is lower-cased once and its lines
+    read directly: through `words`, a line at a time, they filled its cache with lines and
+    pushed out the whole texts the other rules ask for."""
     out = []
-    for line in poem_lines(text):
-        ws = words(line)
+    for line in text.lower().replace("’", "'").splitlines():
+        ws = _WORD.findall(line)
         if ws:
             out.append(ws[-1])
     return out
@@ -423,15 +428,15 @@ def end_rhyme_share(text: str, look_back: int = 3) -> tuple[float, tuple[tuple[s
     the rhyming pairs as evidence. Three lines back finds couplets (aa), alternate rhyme
     (abab), a ballad's abcb and the envelope (abba) of a sonnet's quatrains. Cached: the
     gate asks about the same poem from more than one rule."""
-    ends = [w.lower() for w in end_words(text)]
+    ends = end_words(text)  # lower case already
     keys = [rhyme_key(w) for w in ends]
     pairs = []
     for i in range(1, len(ends)):
         word, key = ends[i], keys[i]
-        partner = next((ends[j] for j in range(i - 1, max(-1, i - 1 - look_back), -1)
-                        if keys[j] == key and ends[j] != word), None)
-        if partner:
-            pairs.append((partner, word))
+        for j in range(i - 1, max(-1, i - 1 - look_back), -1):
+            if keys[j] == key and ends[j] != word:
+                pairs.append((ends[j], word))
+                break
     return (len(pairs) / (len(ends) - 1) if len(ends) > 1 else 0.0), tuple(pairs)
 
 
@@ -497,6 +502,15 @@ def distinct_n(texts: Iterable[str], n: int = 2) -> float:
 def line_similarity(a: str, b: str) -> float:
     """Share of words two lines have in common (as multisets): cheap enough to compare every
     line of a draft with its neighbours in the revision."""
-    wa, wb = Counter(words(a)), Counter(words(b))
-    longest = max(sum(wa.values()), sum(wb.values()))
-    return sum((wa & wb).values()) / longest if longest else 1.0
+    wa, wb = _words(a), _words(b)
+    longest = max(len(wa), len(wb))
+    if not longest:
+        return 1.0
+    # The multiset intersection, matched word by word: lines are short, and two Counters
+    # and their intersection cost several times as much.
+    rest, common = list(wb), 0
+    for word in wa:
+        if word in rest:
+            rest.remove(word)
+            common += 1
+    return common / longest

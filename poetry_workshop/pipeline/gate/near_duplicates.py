@@ -82,8 +82,10 @@ class NearDuplicates:
             hashed = ids[:n] * self.positions[0]
             for k in range(1, self.SHINGLE):
                 hashed += ids[k:k + n] * self.positions[k]
-            sh = np.unique(hashed)
-            sig = (sh[:, None] * self.a + self.b).min(axis=0)
+            sh = _sorted_distinct(hashed)
+            rows = np.multiply.outer(sh, self.a)
+            rows += self.b
+            sig = rows.min(axis=0)
             bands = (sig.reshape(self.BANDS, -1) * self.fold).sum(axis=1)
         return Fingerprint(sh, tuple(bands.tolist()))
 
@@ -112,6 +114,16 @@ class NearDuplicates:
                 bucket.append(key)
         self.shingles[key] = shingles
         return None
+
+
+def _sorted_distinct(values: np.ndarray) -> np.ndarray:
+    """`np.unique(values)` (sorted, each value once) for a short array: a sort and a mask
+    take a third of its time, which a fingerprint per record adds up."""
+    out = np.sort(values)
+    keep = np.empty(len(out), dtype=bool)
+    keep[:1] = True
+    np.not_equal(out[1:], out[:-1], out=keep[1:])
+    return out[keep]
 
 
 def _most_shared(shared: Counter, most: int) -> list[str]:
