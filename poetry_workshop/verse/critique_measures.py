@@ -66,8 +66,10 @@ for _marker in sorted({m for singles, pairs in _MARKERS.values() for m in single
                                          if _marker in singles or tuple(_marker.split()) in pairs)))
 
 
+@lru_cache(maxsize=32)
 def quote_free(text: str) -> str:
-    """Prose without its quotations: a critique that quotes a poem's clichés has not used them."""
+    """Prose without its quotations: a critique that quotes a poem's clichés has not used them.
+    Cached: the gate's LLM-ism and critique-shape rules both read a critique without its quotes."""
     for passage in quoted_passages(text):
         text = text.replace(passage, " ")
     return text

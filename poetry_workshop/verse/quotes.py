@@ -12,6 +12,7 @@ import bisect
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import accumulate
 
 _QUOTE_MARK = re.compile(r"[\"“”]")
 _LINE_REF = re.compile(r"\blines?\s+(\d+)", re.IGNORECASE)
@@ -53,6 +54,7 @@ def cited_lines(critique: str) -> list[int]:
     return [int(n) for n in _LINE_REF.findall(critique)]
 
 
+@lru_cache(maxsize=256)
 def flatten(text: str) -> str:
     """Lower case with every run of whitespace one space: the form quotes are matched in."""
     return " ".join(text.lower().split())
@@ -82,13 +84,14 @@ _NON_SPACE = re.compile(r"\S+")
 @lru_cache(maxsize=64)
 def _flat_words(poem: str) -> tuple[str, list[int], list[tuple[int, int]]]:
     """The poem flattened as `flatten` does, where each word starts in it, and each word's
-    span in the poem: enough to map a match in the flat text back to the poem."""
-    spans = [(m.start(), m.end()) for m in _NON_SPACE.finditer(poem)]
-    starts, at = [], 0
-    for begin, end in spans:
-        starts.append(at)
-        at += end - begin + 1
-    return " ".join(poem[b:e].lower() for b, e in spans), starts, spans
+    span in the poem: enough to map a match in the flat text back to the poem. `str.split`
+    and `\\S+` cut at the same whitespace, so the offsets are running sums (in C) of the
+    words' lengths and the spaces between them."""
+    spans = [m.span() for m in _NON_SPACE.finditer(poem)]
+    words = poem.split()
+    starts = list(accumulate(map((1).__add__, map(len, words)), initial=0))
+    starts.pop()
+    return " ".join(words).lower(), starts, spans
 
 
 def _to_poem(at: int, starts: list[int], spans: list[tuple[int, int]]) -> int:
