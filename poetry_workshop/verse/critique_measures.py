@@ -116,7 +116,9 @@ def _sentence_marks(text: str) -> tuple[list[tuple[int, int]], dict[str, set[int
     return bounds, marks
 
 
+@lru_cache(maxsize=4096)
 def normalise_line(line: str) -> str:
+    # Cached: the gate normalises a poem's lines for its critique rule and again for its revision rule.
     return " ".join(line.lower().split())
 
 

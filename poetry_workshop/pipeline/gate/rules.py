@@ -237,15 +237,21 @@ class QualityGate:
         if shape.sentences and shape.praise_share > rules.max_praise_share:
             out.append(Failure("praise-share", f"{label}: {shape.praise} of {shape.sentences} sentences are praise"))
         known = {normalise_line(line) for p in poems for line in pm.poem_lines(p)}
-        run, longest_run = [], []
+        # The longest run of verse-like lines the poem does not hold (the first, of equal runs).
+        run = longest = 0
+        first = example = ""
         for line in text.splitlines():
-            verse_like = 0 < len(line.split()) <= 12 and not line.rstrip().endswith((".", "?", ":")) \
-                and normalise_line(line) not in known
-            run = run + [line] if verse_like else []
-            longest_run = max(longest_run, run, key=len)
-        if len(longest_run) > rules.max_new_verse_lines:
-            out.append(Failure("rewrite", f"{label}: {len(longest_run)} lines of new verse, e.g. "
-                                          f"\"{longest_run[0].strip()[:60]}\"; the Educator never rewrites the poem"))
+            if 0 < len(line.split()) <= 12 and not line.rstrip().endswith((".", "?", ":")) \
+                    and normalise_line(line) not in known:
+                first = first if run else line
+                run += 1
+                if run > longest:
+                    longest, example = run, first
+            else:
+                run = 0
+        if longest > rules.max_new_verse_lines:
+            out.append(Failure("rewrite", f"{label}: {longest} lines of new verse, e.g. "
+                                          f"\"{example.strip()[:60]}\"; the Educator never rewrites the poem"))
         return out
 
     def revision(self, before: str, critique: str, after: str, label: str) -> list[Failure]:
@@ -269,7 +275,7 @@ class QualityGate:
         if not h.min_chars <= len(text) <= h.max_chars:
             out.append(Failure("length", f"{label}: {len(text)} characters, outside {h.min_chars}-{h.max_chars}"))
         lowered = text.lower()
-        m = _TEMPLATE.search(text) if any(t in lowered for t in _TEMPLATE_HINTS) else None
+        m = _TEMPLATE.search(text) if any(map(lowered.__contains__, _TEMPLATE_HINTS)) else None
         if m:
             out.append(Failure("template-tokens", f"{label}: contains {m.group(0).strip()!r}"))
         return out
