@@ -29,11 +29,19 @@ def words(text: str) -> list[str]:
     return list(_words(text))
 
 
+# ASCII bytes that are not part of a word (all but a-z and the apostrophe), as spaces.
+_ASCII_NON_WORD = bytes(c if 97 <= c <= 122 or c == 39 else 32 for c in range(256))
+
+
 @lru_cache(maxsize=256)
 def _words(text: str) -> tuple[str, ...]:
     # The gate asks for the same text's words from several rules; a tuple, so no caller can
     # change what the next one reads.
-    return tuple(_WORD.findall(text.lower().replace("’", "'")))
+    lowered = text.lower().replace("’", "'")
+    if lowered.isascii():
+        # The runs `_WORD` finds, cut apart by a byte table and str.split: half the time.
+        return tuple(lowered.encode("ascii").translate(_ASCII_NON_WORD).decode("ascii").split())
+    return tuple(_WORD.findall(lowered))
 
 
 def word_count(text: str) -> int:
