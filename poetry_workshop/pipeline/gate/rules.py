@@ -90,6 +90,8 @@ class QualityGate:
         """LLM-isms in prose (critiques, lessons, briefs) against the person's baseline."""
         hits = pm.once(self.matcher.hits(text, SLOP))
         weight = sum(h.weight for h in hits)
+        if weight <= self.cfg.llm_isms.min_weighted_hits:
+            return []  # too few to judge, whatever the rate: the words need not be counted
         n = pm.word_count(text)
         rate = 1000.0 * weight / n if n else 0.0
         limit = self.cfg.llm_isms.max_ratio_to_baseline * self.baseline
