@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import accumulate
+from itertools import accumulate, compress
 
 from poetry_workshop.workshop.persona import LlmIsm
 
@@ -161,6 +161,7 @@ class LlmIsmMatcher:
                 self.single.setdefault(tokens[0], []).append((ism.category, ism.weight))
             elif tokens:
                 self.multi.setdefault(tokens[:2], []).append((tokens, ism.category, ism.weight))
+        self._firsts = frozenset(first for first, _ in self.multi)  # first words of the phrases
         self._literal_cache: dict[str, list[Hit]] = {}
         self._patterns_for: dict[tuple[str, ...] | None, list] = {}
 
@@ -220,20 +221,21 @@ class LlmIsmMatcher:
 
     def _found(self, tokens: list[str]) -> list[tuple[int, int, str, float]]:
         """(token index, phrase length, category, weight) of every literal entry, in order.
-        Set intersections (in C) decide whether any phrase can occur; only then is the
-        text searched for where."""
-        words_in = set(tokens) & self.single.keys()
-        pairs_in = set(zip(tokens, tokens[1:])) & self.multi.keys() if len(tokens) > 1 else set()
+        A set intersection (in C) decides which one-word entries occur before they are looked
+        for; a phrase is looked up only where a token is some phrase's first word, picked out in
+        C (`compress`), rather than every pair of neighbouring tokens being made and hashed."""
+        present = set(tokens)
         found = []
-        for word in words_in:
+        for word in present & self.single.keys():
             for i in _positions(tokens, word):
                 found.extend((i, 1, category, weight) for category, weight in self.single[word])
-        for first, second in pairs_in:
-            for i in _positions(tokens, first):
-                if i + 1 < len(tokens) and tokens[i + 1] == second:
-                    for phrase, category, weight in self.multi[(first, second)]:
-                        if tuple(tokens[i:i + len(phrase)]) == phrase:
-                            found.append((i, len(phrase), category, weight))
+        n = len(tokens)
+        if n > 1 and not present.isdisjoint(self._firsts):
+            multi = self.multi
+            for i in compress(range(n - 1), map(self._firsts.__contains__, tokens)):
+                for phrase, category, weight in multi.get((tokens[i], tokens[i + 1]), ()):
+                    if tuple(tokens[i:i + len(phrase)]) == phrase:
+                        found.append((i, len(phrase), category, weight))
         found.sort()
         return found
 
