@@ -76,7 +76,7 @@ def quote_free(text: str) -> str:
 
 
 def _sentence_bounds(text: str) -> list[tuple[int, int]]:
-    return [(m.start(), m.end()) for m in _SENTENCE.finditer(text)]
+    return [m.span() for m in _SENTENCE.finditer(text)]
 
 
 def _in_sentence(bounds: list[tuple[int, int]], starts: list[int], at: int) -> int | None:
