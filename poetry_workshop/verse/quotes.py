@@ -63,19 +63,23 @@ def flatten(text: str) -> str:
 _LINE_BREAK_MARK = re.compile(r"\s+/\s+")
 
 
-def _needles(quote: str) -> list[str]:
+@lru_cache(maxsize=256)
+def _needles(quote: str) -> tuple[str, ...]:
     """The quote as matched: as written, and with its " / " line-break marks (the persona's
-    way of quoting across a break) read as the break they stand for."""
-    needles = [flatten(quote)]
+    way of quoting across a break) read as the break they stand for. Cached: the gate looks
+    for a critique's quotes in its grounding rule and again in its revision rule."""
     if _LINE_BREAK_MARK.search(quote):
-        needles.append(flatten(_LINE_BREAK_MARK.sub(" ", quote)))
-    return needles
+        return flatten(quote), flatten(_LINE_BREAK_MARK.sub(" ", quote))
+    return (flatten(quote),)
 
 
 def quote_occurs(quote: str, flat_poem: str) -> bool:
     """Whether `quote` occurs in a poem given as `flatten(poem)`; the same test as
     `locate_quotes`, without building a pattern per quote."""
-    return any(needle and needle in flat_poem for needle in _needles(quote))
+    for needle in _needles(quote):
+        if needle and needle in flat_poem:
+            return True
+    return False
 
 
 _NON_SPACE = re.compile(r"\S+")
