@@ -262,8 +262,9 @@ def _gate_file(settings, input_path: Path, output: Path | None, reject_log: Path
     kept: list[dict] = []
     rejects: list[dict] = []
     with _verdicts_started(gate, records, default_workers()) as started:
-        # Each task's prompt version takes the API SDK to work out (about a second to import):
-        # done while the workers check. Records of an older version are checked for nothing
+        # Each task's prompt version hashes the SDK's output format: remembered in the user
+        # folder (`output_formats`), but a first run imports the SDK (a second or more), so it
+        # is done while the workers check. Records of an older version are checked for nothing
         # when left out, a rare case (one regenerates them).
         split = split_by_version(records)
         note = split.describe_older(str(input_path), include_older_versions)
