@@ -443,7 +443,7 @@ def end_rhyme_share(text: str, look_back: int = 3) -> tuple[float, tuple[tuple[s
     (abab), a ballad's abcb and the envelope (abba) of a sonnet's quatrains. Cached: the
     gate asks about the same poem from more than one rule."""
     ends = end_words(text)  # lower case already
-    keys = [rhyme_key(w) for w in ends]
+    keys = list(map(rhyme_key, ends))
     pairs = []
     for i in range(1, len(ends)):
         word, key = ends[i], keys[i]
@@ -456,12 +456,14 @@ def end_rhyme_share(text: str, look_back: int = 3) -> tuple[float, tuple[tuple[s
 
 def plural_voice_share(text: str) -> tuple[float, int]:
     """Share of personal pronouns that are we/us/our, and how many there are."""
-    found = [w for w in words(text) if w in _PRONOUNS]
-    plural = sum(1 for w in found if w in _PLURAL)
+    found = list(filter(_PRONOUNS.__contains__, _words(text)))
+    plural = sum(map(_PLURAL.__contains__, found))
     return (plural / len(found) if found else 0.0), plural
 
 
-_END_STOP = re.compile(r"[.,;:!?\u2014\u2013)\"'\u2019\u201d-]$")
+# What a line may end on to count as end-stopped. The lines read are stripped, so their last
+# character is the test (a pattern anchored at the end searched the whole line for it).
+_END_STOP = frozenset(".,;:!?\u2014\u2013)\"'\u2019\u201d-")
 
 
 def end_stopped(text: str, min_lines: int = 6) -> bool:
@@ -469,7 +471,7 @@ def end_stopped(text: str, min_lines: int = 6) -> bool:
     where people run a sentence over the line end (measured on ../shared/corpus: 10 of 132
     human poems, 107 of 146 machine ones). Short poems say too little to count."""
     lines = poem_lines(text)
-    return len(lines) >= min_lines and all(_END_STOP.search(line) for line in lines[:-1])
+    return len(lines) >= min_lines and all(line[-1] in _END_STOP for line in lines[:-1])
 
 
 def unpunctuated(text: str, min_lines: int = 6) -> bool:
@@ -480,7 +482,7 @@ def unpunctuated(text: str, min_lines: int = 6) -> bool:
     lines = poem_lines(text)
     if len(lines) < min_lines:
         return False
-    bare = sum(1 for line in lines[:-1] if not _END_STOP.search(line))
+    bare = sum(1 for line in lines[:-1] if line[-1] not in _END_STOP)
     capitalised = sum(1 for line in lines if line[:1].isupper())
     return bare >= 0.8 * (len(lines) - 1) and capitalised >= 0.9 * len(lines)
 
