@@ -56,7 +56,7 @@ def poem_lines(text: str) -> list[str]:
 @lru_cache(maxsize=256)
 def _poem_lines(text: str) -> tuple[str, ...]:
     # The gate asks for one poem's lines from a dozen places (rules, quotes, revision measures).
-    return tuple(line.strip() for line in text.splitlines() if line.strip())
+    return tuple(filter(None, map(str.strip, text.splitlines())))  # each line stripped once, in C
 
 
 def stanzas(text: str) -> list[int]:
