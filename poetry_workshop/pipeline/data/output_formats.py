@@ -33,13 +33,13 @@ def transformed(schema: dict[str, Any]) -> dict[str, Any]:
     try:
         sdk = metadata.version(SDK)
     except metadata.PackageNotFoundError:
-        return _transform(schema)  # fails as the import would
+        return from_sdk(schema)  # fails as the import would
     key = hashlib.sha256(json.dumps(schema, sort_keys=True).encode("utf-8")).hexdigest()[:24]
     path = cache_file()
     known = _read(path, sdk)
     if key in known:
         return known[key]
-    fmt = _transform(schema)
+    fmt = from_sdk(schema)
     known[key] = fmt
     try:
         from poetry_workshop.files import write_atomic
@@ -51,7 +51,10 @@ def transformed(schema: dict[str, Any]) -> dict[str, Any]:
     return fmt
 
 
-def _transform(schema: dict[str, Any]) -> dict[str, Any]:
+def from_sdk(schema: dict[str, Any]) -> dict[str, Any]:
+    """The API's JSON-schema output format, built by the SDK (whose import costs a second or
+    more): the SDK's transform moves the constraints the API does not enforce (lengths,
+    minimums) into the descriptions."""
     from anthropic import transform_schema
 
     return {"type": "json_schema", "schema": transform_schema(schema)}

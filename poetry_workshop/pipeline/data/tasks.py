@@ -153,12 +153,11 @@ class TeachingTask:
 
     def output_format(self) -> dict[str, Any]:
         """The API's JSON-schema output format (structured outputs). Forced tool use would
-        be the older way, but current models refuse it; the SDK's transform moves the
-        constraints the API does not enforce (lengths, minimums) into the descriptions, and
-        pydantic checks them on the way back."""
-        from anthropic import transform_schema  # the SDK costs ~0.5 s to import; the gate never needs it
+        be the older way, but current models refuse it; pydantic checks on the way back the
+        constraints the SDK's transform moved into the descriptions."""
+        from poetry_workshop.pipeline.data.output_formats import from_sdk
 
-        return {"type": "json_schema", "schema": transform_schema(self.schema.model_json_schema())}
+        return from_sdk(self.schema.model_json_schema())
 
     def shared_prefix(self) -> str:
         parts = [_PREAMBLE]

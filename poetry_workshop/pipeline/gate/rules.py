@@ -95,7 +95,7 @@ class QualityGate:
         n = pm.word_count(text)
         rate = 1000.0 * weight / n if n else 0.0
         limit = self.cfg.llm_isms.max_ratio_to_baseline * self.baseline
-        if weight > self.cfg.llm_isms.min_weighted_hits and rate > limit:
+        if rate > limit:
             shown = ", ".join(f'"{h.phrase}" (line {h.line})' for h in hits[:6])
             return [Failure("llm-isms", f"{label}: {rate:.1f} weighted hits per 1,000 words, over "
                                         f"{limit:.1f} ({self.cfg.llm_isms.max_ratio_to_baseline:g}x the human "
