@@ -146,8 +146,10 @@ def test_a_402_stops_a_run_after_one_call_with_one_line(claude, poems):
 
 
 def test_a_billing_error_lets_the_calls_in_flight_finish_and_keeps_them(claude, poems):
-    claude.latency = 0.3
-    claude.faults.append({"status": 402})  # the first request of three in flight
+    # The first request of three in flight is refused at once and the other two answer late,
+    # so the refusal is seen while they are in flight (with one latency for all three, a
+    # success could land first and free a slot before the refusal was read).
+    claude.faults.extend([{"status": 402}, {"kind": "timeout", "seconds": 0.5}, {"kind": "timeout", "seconds": 0.5}])
     run = TeachingDataRun(load_settings(), GenerateOptions(task="critiques", limit=10, concurrency=3))
     with pytest.raises(ClaudeAccessError, match="refused to bill"):
         run.run()
