@@ -13,8 +13,10 @@ Why each choice:
   and each position is sampled by the same sampler chain plain decoding uses (same
   penalties history, same random draws), accepted while the sample equals the candidate.
   Every emitted token is the model's own sample, so the text is plain decoding's as long
-  as a batch's logits equal one-token decoding's: flash attention on, and lookup off on a
-  CPU running several threads (`lookup_is_exact`). How many candidates to check is the
+  as a batch's logits equal one-token decoding's: flash attention on, lookup off on a CPU
+  running several threads (`lookup_may_keep_text`), and otherwise on only where the model,
+  asked once after its load, gives a batch the logits one-token decoding gives
+  (`batch_logits`: K-quants on the CPU do not). How many candidates to check is the
   `CandidateBudget`'s call, from decode costs measured on this machine.
 - Control tokens (end of turn, role headers) are rendered as empty text by the detokenizer,
   so generation stops on their token ids, and on their literal text as a second guard.
@@ -35,6 +37,8 @@ from pathlib import Path
 
 from poetry_workshop.config.schema import Runtime, Sampling
 from poetry_workshop.errors import GenerationError, ModelFileError
+from poetry_workshop.inference.batch_logits import TOLERANCE as BATCH_LOGIT_TOLERANCE
+from poetry_workshop.inference.batch_logits import batch_logit_gap
 from poetry_workshop.inference.gguf_file import GGUFInfo, read_gguf, require_chat_template
 from poetry_workshop.inference.inference_thread import InferenceThread
 from poetry_workshop.inference.prompt_lookup import MAX_CANDIDATES, CandidateBudget, CheckCost, PromptLookup
@@ -55,16 +59,16 @@ from poetry_workshop.inference.thinking import (
 FLASH_ATTENTION = True
 
 
-def lookup_is_exact(threads: int, n_gpu_layers: int) -> bool:
-    """Whether a batch of candidates gets the logits one-token decoding would, so lookup
-    keeps plain decoding's text.
+def lookup_may_keep_text(threads: int, n_gpu_layers: int) -> bool:
+    """Whether lookup can keep plain decoding's text here at any context length, before
+    the model is asked (`batch_logits`).
 
     On the CPU with several threads, llama.cpp's one-token flash attention splits a long
     KV cache (from about 512 tokens) across the threads and adds the parts in another
-    order than a batch does; a Q4 model quantizes its activations to 8 bits, which turns
-    that last-bit difference into up to ~1 in a logit (measured on the starter model), so
-    a sampled reply soon parts ways. With one thread the two are bit-identical (measured,
-    short and long contexts). With the layers on a GPU this is not measured here."""
+    order than a batch does; a quantized model quantizes its activations to 8 bits, which
+    turns that last-bit difference into up to ~1 in a logit (measured on the starter
+    model), so a sampled reply soon parts ways. A short probe cannot see that, so it is
+    ruled out here; one CPU thread, or the layers on a GPU, leave it to the probe."""
     import llama_cpp
 
     on_gpu = n_gpu_layers != 0 and llama_cpp.llama_supports_gpu_offload()
@@ -302,6 +306,7 @@ class LlamaBackend:
         self.thinking = thinking  # the role's setting: let a thinking model reason first
         self.lookup = lookup  # prompt-lookup decoding: the same text, copied spans checked in batches
         self.check_cost = CheckCost()  # this model's decode costs on this machine, for the lookup
+        self.batch_logit_gap: float | None = None  # measured on first use of the lookup (`batch_logits`)
         self.runtime = runtime
         self._thread = thread
         self._llm = None
@@ -369,6 +374,15 @@ class LlamaBackend:
         self._bos_text = bos_text
         self._llm = llm
         return llm
+
+    def _lookup_keeps_text(self, llm) -> bool:
+        """Whether prompt lookup leaves this model's text as plain decoding writes it; the
+        model is probed once, before its first generation with lookup."""
+        if not lookup_may_keep_text(self.threads, self.runtime.n_gpu_layers):
+            return False
+        if self.batch_logit_gap is None:
+            self.batch_logit_gap = batch_logit_gap(llm)
+        return self.batch_logit_gap <= BATCH_LOGIT_TOLERANCE
 
     @staticmethod
     def _piece(llm, token: int) -> str:
@@ -465,7 +479,7 @@ class LlamaBackend:
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             generated: list[int] = []
             finish = "length"
-            lookup = self.lookup and lookup_is_exact(self.threads, self.runtime.n_gpu_layers)
+            lookup = self.lookup and self._lookup_keeps_text(llm)
             decoding = _Decoding(llm, tokens, sampling, max_tokens, self.check_cost if lookup else None)
             stream = decoding.tokens()
             try:

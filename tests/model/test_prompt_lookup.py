@@ -150,3 +150,57 @@ def test_lookup_stands_down_where_batches_would_change_the_text(thread, starter_
     finally:
         backend.close()
     assert reply.stats.generated_tokens > 0 and reply.stats.lookup_proposed == 0
+
+
+@pytest.fixture(scope="module")
+def k_quant_gguf(starter_gguf, tmp_path_factory):
+    """The starter requantized to Q4_K_M, the export's own format (llama.cpp's quantizer)."""
+    import llama_cpp
+    from llama_cpp._utils import suppress_stdout_stderr
+
+    out = tmp_path_factory.mktemp("kquant") / "starter.Q4_K_M.gguf"
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M
+    params.allow_requantize = True
+    with suppress_stdout_stderr(disable=False):
+        assert llama_cpp.llama_model_quantize(str(starter_gguf).encode(), str(out).encode(), params) == 0
+    return out
+
+
+def probed(thread, gguf) -> LlamaBackend:
+    backend = LlamaBackend(gguf, Runtime(n_ctx=2048, n_threads=1, seed=42), thread)
+    backend.check_cost = CheapChecks()
+    return backend
+
+
+def test_a_model_whose_batches_match_one_token_decoding_is_probed_once_and_looks_up(thread, starter_gguf, persona):
+    backend = probed(thread, starter_gguf)
+    try:
+        first = backend.generate(revision(persona), 60, SAMPLED)
+        assert backend.batch_logit_gap == 0.0  # Q4_1 on one CPU thread: bit-identical
+        assert first.stats.lookup_proposed > 0
+        # The probe left nothing behind: the next reply reuses the prompt like any other
+        # (its text may differ: a prompt evaluated in one large batch and one taken from the
+        # cache give its last position other arithmetic, lookup or not).
+        again = backend.generate(revision(persona), 60, SAMPLED)
+        assert again.stats.evaluated_tokens < again.stats.prompt_tokens
+        assert backend.batch_logit_gap == 0.0
+    finally:
+        backend.close()
+
+
+def test_a_k_quant_model_on_the_cpu_keeps_plain_decoding(thread, k_quant_gguf, persona):
+    """K-quant kernels give a batch other logits than one token (measured here: up to ~1.4),
+    so the probe turns lookup off and the reply is plain decoding's."""
+    from poetry_workshop.inference.batch_logits import TOLERANCE
+
+    backend = probed(thread, k_quant_gguf)
+    try:
+        looked = backend.generate(revision(persona), 80, SAMPLED)
+        gap = backend.batch_logit_gap
+    finally:
+        backend.close()
+    plain = generate(thread, k_quant_gguf, revision(persona), SAMPLED, lookup=False, max_tokens=80)
+    assert gap is not None and gap > TOLERANCE
+    assert looked.stats.lookup_proposed == 0
+    assert looked.text == plain.text

@@ -267,6 +267,7 @@ def fake_llama(monkeypatch):
         llm = FakeLlama(replies, think_is_control)
         monkeypatch.setattr(llama_cpp, "Llama", lambda **kwargs: made.append(llm) or llm)
         b = LlamaBackend(gguf, Runtime(n_ctx=8192, n_threads=1), thread, thinking=thinking)
+        b.batch_logit_gap = 0.0  # a scripted reply is the same whichever way it is decoded
         b.load()
         return b, llm
 
