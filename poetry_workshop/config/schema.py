@@ -37,6 +37,9 @@ class ModelPaths:
 class Runtime:
     n_ctx: int = setting(4096, "context window in tokens, per role")
     n_threads: int = setting(0, "CPU threads for llama.cpp; 0 means all cores but one (at most 8)")
+    n_threads_batch: int = setting(
+        0, "CPU threads for a batch (a prompt, a set of lookup candidates); 0 means all cores (at most 8)"
+    )
     n_batch: int = setting(512, "prompt tokens evaluated per llama.cpp batch")
     n_gpu_layers: int = setting(-1, "layers offloaded to Metal/CUDA; -1 means all, 0 none")
     seed: int = setting(42, "sampling seed, so a run can be repeated")

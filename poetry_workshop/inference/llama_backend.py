@@ -112,6 +112,15 @@ def auto_threads() -> int:
     return max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
+def auto_batch_threads() -> int:
+    """All cores for a batch (a prompt, a set of lookup candidates): each of its steps is
+    long enough that a barrier costs little, so unlike one-token decoding it loses nothing
+    to a busy core. Measured on 2 cores, a 500-token prompt on the starter: 1.83 s on both
+    cores, 3.40 s on one; with the other core busy, 3.34 s and 3.38 s. A batch's logits do
+    not depend on its thread count (each row and each dot product is one thread's work)."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
 def _prompt_evaluated(llm) -> int:
     """Prompt tokens llama.cpp evaluated since `_reset_counters`, from its own counters.
 
@@ -349,7 +358,7 @@ class LlamaBackend:
                 model_path=str(self.path),
                 n_ctx=self.runtime.n_ctx,
                 n_threads=threads,
-                n_threads_batch=threads,
+                n_threads_batch=self.runtime.n_threads_batch or auto_batch_threads(),
                 n_batch=self.runtime.n_batch,
                 n_gpu_layers=self.runtime.n_gpu_layers,
                 seed=self.runtime.seed,
