@@ -37,7 +37,10 @@ def batch_logit_gap(llm) -> float:
     import llama_cpp
     import numpy as np
 
-    tokens = llm.tokenize(PROBE_TEXT.encode("utf-8"), add_bos=True, special=False)[: PREFIX + max(BATCHES)]
+    sizes = [size for size in BATCHES if size <= llm.n_batch] or [llm.n_batch]  # one llama.cpp batch each
+    if sizes[-1] < 2:
+        return float("inf")  # no room for a candidate beside the pending token: lookup cannot run
+    tokens = llm.tokenize(PROBE_TEXT.encode("utf-8"), add_bos=True, special=False)[: PREFIX + sizes[-1]]
     checked = tokens[PREFIX:]
     n_vocab = llm.n_vocab()
 
@@ -49,8 +52,9 @@ def batch_logit_gap(llm) -> float:
                 for i in range(len(chunk))]
 
     try:
-        decode(tokens[:PREFIX], 0)
-        batched = {size: decode(checked[:size], PREFIX) for size in BATCHES}
+        for start in range(0, PREFIX, llm.n_batch):
+            decode(tokens[start : min(PREFIX, start + llm.n_batch)], start)
+        batched = {size: decode(checked[:size], PREFIX) for size in sizes}
         single = [decode([token], PREFIX + i)[0] for i, token in enumerate(checked)]
         return max(float(np.abs(row - single[i]).max()) for rows in batched.values() for i, row in enumerate(rows))
     finally:

@@ -204,3 +204,18 @@ def test_a_k_quant_model_on_the_cpu_keeps_plain_decoding(thread, k_quant_gguf, p
     assert gap is not None and gap > TOLERANCE
     assert looked.stats.lookup_proposed == 0
     assert looked.text == plain.text
+
+
+@pytest.mark.parametrize(("n_batch", "looks_up"), [(1, False), (4, True)])
+def test_the_probe_stays_within_a_small_batch_setting(thread, starter_gguf, persona, n_batch, looks_up):
+    """`n_batch` bounds every llama.cpp batch, the probe's too; with room for no candidate
+    beside the pending token, lookup cannot run and the reply is plain decoding's."""
+    backend = LlamaBackend(starter_gguf, Runtime(n_ctx=2048, n_batch=n_batch, n_threads=1, seed=42), thread)
+    backend.check_cost = CheapChecks()
+    try:
+        reply = backend.generate(revision(persona), 40, GREEDY)
+    finally:
+        backend.close()
+    assert reply.stats.generated_tokens > 0
+    assert (backend.batch_logit_gap == 0.0) is looks_up
+    assert (reply.stats.lookup_proposed > 0) is looks_up
