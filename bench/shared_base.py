@@ -141,8 +141,9 @@ def measure_memory(spec: dict) -> dict:
     runtime.n_threads = spec["threads"]
     before = pss_kib()
     thread = InferenceThread()
-    roles = [LlamaBackend(Path(model), runtime, thread, adapter=Path(adapter) if adapter else None)
-             for model, adapter in spec["roles"]]
+    one_file = len({model for model, _ in spec["roles"]}) == 1  # as the engine decides it
+    roles = [LlamaBackend(Path(model), runtime, thread, adapter=Path(adapter) if adapter else None,
+                          shared_weights=one_file) for model, adapter in spec["roles"]]
     for backend in roles:
         backend.generate(PROMPT, 16, Sampling(temperature=0.0))
     after = pss_kib()

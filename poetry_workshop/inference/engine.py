@@ -58,6 +58,16 @@ class Reply:
         return self.stats.finish_reason == "cancelled"
 
 
+def same_file(a: Path | None, b: Path | None) -> bool:
+    """Whether two roles' model paths name one file (so its mapped weights can be shared)."""
+    if a is None or b is None:
+        return False
+    try:
+        return Path(a).samefile(b)
+    except OSError:
+        return False
+
+
 class RoleChat:
     """One role's running conversation with its model."""
 
@@ -147,11 +157,13 @@ class Engine:
         lookup = settings.inference.lookup
         # Validate both files before starting anything, so a bad poet path fails fast too.
         thread = InferenceThread()
+        shared = same_file(choices["educator"].path, choices["poet"].path)
         try:
             educator_backend = LlamaBackend(choices["educator"].path, runtime, thread, thinking.educator,
-                                            adapter=choices["educator"].adapter, lookup=lookup.educator)
+                                            adapter=choices["educator"].adapter, lookup=lookup.educator,
+                                            shared_weights=shared)
             poet_backend = LlamaBackend(choices["poet"].path, runtime, thread, thinking.poet,
-                                        adapter=choices["poet"].adapter, lookup=lookup.poet)
+                                        adapter=choices["poet"].adapter, lookup=lookup.poet, shared_weights=shared)
         except BaseException:
             thread.close()
             raise
@@ -176,8 +188,11 @@ class Engine:
         before the old one closes, so a bad file leaves the role as it was."""
         from poetry_workshop.inference.llama_backend import LlamaBackend
 
+        other = self.role("poet" if choice.role == "educator" else "educator").backend
+        # The other role keeps the copy it loaded with; this one at least maps a shared file.
+        shared = same_file(choice.path, getattr(other, "path", None))
         new = LlamaBackend(choice.path, self._runtime, self._thread, getattr(self._thinking, choice.role),
-                           adapter=choice.adapter, lookup=getattr(self._lookup, choice.role))
+                           adapter=choice.adapter, lookup=getattr(self._lookup, choice.role), shared_weights=shared)
         try:
             new.load()
         except BaseException:
