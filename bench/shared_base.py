@@ -14,8 +14,9 @@ On the starter model as the base, in this command:
    Configurations: two roles on the starter + two adapters, and two roles on two merged
    GGUFs, both through the app's own `LlamaBackend` at the app's runtime settings (which
    maps the base file and applies each adapter after the load, so the roles share it);
-3. decode speed: in one process, a base + adapter and the merged model decode the same
-   greedy continuation, interleaved, and tokens/s are compared by median.
+3. decode speed: in one process, a base + adapter and the merged model, each loaded as the
+   app loads a role, decode the same greedy continuation, interleaved, and tokens/s are
+   compared by median.
 
 Usage: .venv/bin/python -m bench.shared_base [--steps N] [--runs N] [--tokens N]
 Ends with one `goal <name>: <measured> (target <target>) met|missed` line per goal.
@@ -175,14 +176,16 @@ def decode_seconds(llm, prompt_ids: list[int], tokens: int) -> float:
 
 
 def decode_ratio(base: str, adapter: str, merged: str, runs: int, tokens: int, threads: int) -> tuple[float, float]:
-    from llama_cpp import Llama
+    """Tokens/s of base + adapter and of the merged model, each loaded as the app loads a
+    role (`LlamaBackend`: mapped, flash attention, the adapter applied after the load)."""
+    from poetry_workshop.config.loader import load_settings
+    from poetry_workshop.inference.llama_backend import LlamaBackend
 
-    common = {"n_ctx": 1024, "n_threads": threads, "n_threads_batch": threads, "verbose": False}
-    from llama_cpp._utils import suppress_stdout_stderr
-
-    with suppress_stdout_stderr(disable=False):
-        with_adapter = Llama(model_path=base, lora_path=adapter, **common)
-    plain_merged = Llama(model_path=merged, **common)
+    runtime = load_settings().inference.runtime
+    runtime.n_threads, runtime.n_ctx = threads, 1024
+    # Loaded on this thread: the benchmark drives llama.cpp directly, as in `decode_seconds`.
+    with_adapter = LlamaBackend(Path(base), runtime, None, adapter=Path(adapter))._ensure_loaded()
+    plain_merged = LlamaBackend(Path(merged), runtime, None)._ensure_loaded()
     prompt = with_adapter.tokenize(b"Workshop this draft: the kettle clicks off and the house goes on.")
     timings = {"adapter": [], "merged": []}
     for _ in range(runs):
