@@ -37,7 +37,7 @@ def batch_logit_gap(llm) -> float:
     import llama_cpp
     import numpy as np
 
-    sizes = [size for size in BATCHES if size <= llm.n_batch] or [llm.n_batch]  # one llama.cpp batch each
+    sizes = sorted({min(size, llm.n_batch) for size in BATCHES})  # each within one llama.cpp batch
     if sizes[-1] < 2:
         return float("inf")  # no room for a candidate beside the pending token: lookup cannot run
     tokens = llm.tokenize(PROBE_TEXT.encode("utf-8"), add_bos=True, special=False)[: PREFIX + sizes[-1]]
