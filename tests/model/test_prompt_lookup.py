@@ -12,26 +12,18 @@ from __future__ import annotations
 
 import pytest
 
+from bench.engine import KEPT_BRIEF as BRIEF
+from bench.engine import KEPT_CRITIQUE as CRITIQUE
+from bench.engine import KEPT_DRAFT as POEM
 from poetry_workshop.config.schema import Runtime, Sampling
 from poetry_workshop.inference.inference_thread import InferenceThread
 from poetry_workshop.inference.llama_backend import Completion, LlamaBackend
 from poetry_workshop.inference.prompt_lookup import CheckCost
+from poetry_workshop.pipeline.training.gguf_export import quantize
 from poetry_workshop.workshop import prompts
 from poetry_workshop.workshop.persona import load_persona
 
 pytestmark = pytest.mark.model
-
-POEM = """The tide goes out beneath a paper moon,
-it drags the harbour lights across the sand,
-a gull stands on one leg and waits for noon,
-the ropes lie slack and salted in my hand."""
-
-CRITIQUE = (
-    "Line 3: 'waits for noon' is there for the rhyme; a gull at night waits for something else. "
-    "Lines 1, 2 and 4 are exact and plain: keep them word for word."
-)
-
-BRIEF = "Form: quatrain. Speaker: a fisherman. Anchor: low tide at night. Register: plain. Constraint: rhyme."
 
 GREEDY = Sampling(temperature=0.0, top_p=0.95, top_k=40, min_p=0.05, repeat_penalty=1.1)
 SAMPLED = Sampling(temperature=0.9, top_p=0.95, top_k=40, min_p=0.05, repeat_penalty=1.1)
@@ -155,15 +147,8 @@ def test_lookup_stands_down_where_batches_would_change_the_text(thread, starter_
 @pytest.fixture(scope="module")
 def k_quant_gguf(starter_gguf, tmp_path_factory):
     """The starter requantized to Q4_K_M, the export's own format (llama.cpp's quantizer)."""
-    import llama_cpp
-    from llama_cpp._utils import suppress_stdout_stderr
-
     out = tmp_path_factory.mktemp("kquant") / "starter.Q4_K_M.gguf"
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M
-    params.allow_requantize = True
-    with suppress_stdout_stderr(disable=False):
-        assert llama_cpp.llama_model_quantize(str(starter_gguf).encode(), str(out).encode(), params) == 0
+    quantize(starter_gguf, out, "Q4_K_M", requantize=True)
     return out
 
 

@@ -18,6 +18,7 @@ import pytest
 from poetry_workshop.config.loader import load_settings
 from poetry_workshop.inference.engine import Engine
 from poetry_workshop.inference.model_choice import choose_models
+from poetry_workshop.pipeline.training.gguf_export import quantize
 from poetry_workshop.workshop.persona import load_persona
 from tests.support.cli import ROOT
 
@@ -26,38 +27,28 @@ pytestmark = pytest.mark.model
 # Loads two roles on one file, generates a few tokens with each, prints the anonymous memory
 # the two added (repacked weights are anonymous; the mapped file is not).
 MEASURE = """
-import json, re, sys
+import json, sys
 from pathlib import Path
+import llama_cpp
+from bench.shared_base import pss_kib
 from poetry_workshop.config.schema import Runtime, Sampling
 from poetry_workshop.inference.inference_thread import InferenceThread
 from poetry_workshop.inference.llama_backend import LlamaBackend
-import llama_cpp
-
-def anon():
-    text = Path("/proc/self/smaps_rollup").read_text()
-    return int(re.search(r"^Pss_Anon:\\s+(\\d+) kB", text, re.M).group(1)) // 1024
 
 path, shared = Path(sys.argv[1]), sys.argv[2] == "shared"
 thread = InferenceThread()
-before = anon()
+before = pss_kib()["Pss_Anon"]
 roles = [LlamaBackend(path, Runtime(n_ctx=512, n_threads=1), thread, shared_weights=shared) for _ in range(2)]
 for backend in roles:
     backend.generate([{"role": "user", "content": "Say hello."}], 4, Sampling(temperature=0.0))
-print(json.dumps({"anon_mib": anon() - before}))
+print(json.dumps({"anon_mib": (pss_kib()["Pss_Anon"] - before) // 1024}))
 """
 
 
 @pytest.fixture(scope="module")
 def q4_0_gguf(starter_gguf, tmp_path_factory):
-    import llama_cpp
-    from llama_cpp._utils import suppress_stdout_stderr
-
     out = tmp_path_factory.mktemp("q4_0") / "starter.Q4_0.gguf"
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0
-    params.allow_requantize = True
-    with suppress_stdout_stderr(disable=False):
-        assert llama_cpp.llama_model_quantize(str(starter_gguf).encode(), str(out).encode(), params) == 0
+    quantize(starter_gguf, out, "Q4_0", requantize=True)
     return out
 
 

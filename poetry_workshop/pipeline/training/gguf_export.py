@@ -186,7 +186,9 @@ def run_converter(converter: Path, script: str, args: list[str], source: Path, o
         raise ExportError(f"llama.cpp's converter failed on {source} ({script}): {tail}; nothing was published")
 
 
-def quantize(source: Path, out: Path, kind: str) -> None:
+def quantize(source: Path, out: Path, kind: str, requantize: bool = False) -> None:
+    """`requantize`: `source` is itself quantized (llama.cpp refuses that unless asked, as
+    it loses precision twice; the tests make other types of the starter this way)."""
     import llama_cpp
 
     ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{kind.upper()}", None)
@@ -194,6 +196,7 @@ def quantize(source: Path, out: Path, kind: str) -> None:
         raise ConfigError(f"export.quantization '{kind}' is not a llama.cpp type (e.g. Q4_K_M, Q5_K_M, Q8_0)")
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype
+    params.allow_requantize = requantize
     from llama_cpp._utils import suppress_stdout_stderr
 
     with suppress_stdout_stderr(disable=False):  # a line per tensor on stdout otherwise
